@@ -1,0 +1,25 @@
+# Every external dependency is found here, in one place. All come from Debian 12 packages
+# (scripts/setup.sh installs them); on GPU machines Torch may come from a PyTorch install
+# (pass -DCMAKE_PREFIX_PATH=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')).
+
+find_package(Torch REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+
+if(FACETRAIN_BUILD_TOOLS)
+  find_package(CLI11 REQUIRED)
+endif()
+if(FACETRAIN_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(FACETRAIN_BUILD_BENCHMARKS)
+  find_package(benchmark REQUIRED)
+endif()
+
+# yaml-cpp 0.7 exports the target `yaml-cpp`; newer releases call it yaml-cpp::yaml-cpp.
+if(TARGET yaml-cpp::yaml-cpp)
+  set(FACETRAIN_YAML_TARGET yaml-cpp::yaml-cpp)
+else()
+  set(FACETRAIN_YAML_TARGET yaml-cpp)
+endif()

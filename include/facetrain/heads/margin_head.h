@@ -1,0 +1,160 @@
+#pragma once
+// The base of every margin head: class centres, normalisation, input checks, the class range of
+// this shard, and the statistics hook. A head implements only its margin rule on the cosine
+// matrix (`apply_margin`).
+//
+// Notation (as in docs/heads.md): x̂ = x / max(‖x‖, 1e-12), Ŵ = rows of `weight` scaled to unit
+// length, c_ij = clamp(x̂_i · Ŵ_j, -1, 1), gt_i = c_{i, y_i}.
+//
+// Shapes: embeddings [B, D] (any floating dtype; computed in the weight's dtype), labels [B]
+// (integer, global class ids in [0, num_classes)), logits [B, C_local] where C_local is the
+// number of classes this head holds (all of them unless the classes are split across ranks).
+//
+// Example:
+//   auto head = facetrain::heads::make_head(YAML::Load("{type: arcface}"), 512, 1000);
+//   torch::Tensor logits = head->forward(embeddings, labels);         // [B, 1000]
+//   auto loss = torch::nn::functional::cross_entropy(logits, labels);
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace facetrain::heads {
+
+/// The size of a head and which classes it holds: [class_begin, class_end) of num_classes.
+struct HeadGeometry {
+  int64_t embedding_size = 0;  ///< D
+  int64_t num_classes = 0;     ///< C, over all shards
+  int64_t class_begin = 0;     ///< first class of this shard
+  int64_t class_end = -1;      ///< one past the last class of this shard; -1 means num_classes
+
+  HeadGeometry() = default;
+  HeadGeometry(int64_t embedding_size, int64_t num_classes, int64_t class_begin = 0, int64_t class_end = -1)
+      : embedding_size(embedding_size), num_classes(num_classes), class_begin(class_begin), class_end(class_end) {}
+
+  int64_t end() const { return class_end < 0 ? num_classes : class_end; }
+  int64_t num_local_classes() const { return end() - class_begin; }
+  /// Throws facetrain::ArgumentError unless D > 0, C > 0 and 0 <= begin < end <= C.
+  void validate() const;
+};
+
+/// How the statistics a head keeps are combined across processes.
+enum class ReduceScope {
+  /// Per-row partial values from the class shards that see the same rows (model parallel):
+  /// each row's value is non-zero on the one shard that holds its class.
+  kClassShards,
+  /// Sums over disjoint parts of the global batch (data parallel).
+  kBatchRows,
+};
+
+/// The one hook through which heads combine their statistics (CurricularFace `t`, AdaFace
+/// norm statistics, the target cosine of rows whose class lives on another shard). A
+/// distributed run installs an implementation that all-reduces (sums) over the right group, so
+/// that buffers stay identical on every rank.
+class StatisticsReducer {
+ public:
+  virtual ~StatisticsReducer() = default;
+  /// Element-wise sum of `local` over every participant of `scope`. Must return a tensor of the
+  /// same shape, dtype and device. The single-process reducer returns `local` itself.
+  virtual torch::Tensor sum(const torch::Tensor& local, ReduceScope scope) const = 0;
+};
+
+/// The single-process reducer: nothing to combine.
+class LocalReducer : public StatisticsReducer {
+ public:
+  torch::Tensor sum(const torch::Tensor& local, ReduceScope) const override { return local; }
+};
+
+/// Which logits of this shard are targets: entry (rows[k], cols[k]) is row rows[k]'s class.
+struct Targets {
+  torch::Tensor labels;  ///< [B] int64: local class index, or -1 when the class is on another shard
+  torch::Tensor rows;    ///< [n] int64: rows whose class is in this shard
+  torch::Tensor cols;    ///< [n] int64: their local class index
+};
+
+/// A problem with a head's options, keyed by its YAML key.
+struct OptionProblem {
+  std::string key;
+  std::string message;
+};
+using OptionProblems = std::vector<OptionProblem>;
+
+/// Base of every margin head. Parameters: `weight` [C_local, D] (row = class); `softmax` adds
+/// `bias` [C_local]. Heads that keep statistics register them as buffers.
+class MarginHeadImpl : public torch::nn::Module {
+ public:
+  /// Logits [B, C_local] for `embeddings` [B, D] and `labels` [B]. Checks its inputs (throws
+  /// facetrain::ArgumentError naming the problem), normalises, computes the cosine matrix and
+  /// hands it to the head's margin rule. Nothing larger than [B, C_local] is materialised.
+  torch::Tensor forward(const torch::Tensor& embeddings, const torch::Tensor& labels);
+
+  /// The registered type name ("arcface", ...).
+  const std::string& type() const { return type_; }
+  const HeadGeometry& geometry() const { return geometry_; }
+
+  /// Installs the hook that combines statistics across processes (default: LocalReducer).
+  void set_reducer(std::shared_ptr<const StatisticsReducer> reducer);
+  const StatisticsReducer& reducer() const { return *reducer_; }
+
+  /// Like Module::to, but integer buffers (SphereFace `iteration`) keep their integer dtype.
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+
+  /// "facetrain::heads::ArcFace(embedding_size=512, num_classes=1000, scale=64, ...)"
+  void pretty_print(std::ostream& stream) const override;
+
+  /// Class centres [C_local, D].
+  torch::Tensor weight;
+
+ protected:
+  MarginHeadImpl(std::string type, const HeadGeometry& geometry);
+
+  /// Similarity matrix [B, C_local] that `apply_margin` receives. Default: the clamped cosines
+  /// c = clamp(x̂ Ŵᵀ, -1, 1). `norms` [B] are ‖x‖ (with gradient).
+  virtual torch::Tensor similarity(const torch::Tensor& x, const torch::Tensor& norms);
+
+  /// The head's margin rule: logits [B, C_local] from the cosines `cos`, the embedding norms
+  /// `norms` [B] (with gradient; detach them where the reference does) and the targets.
+  virtual torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms,
+                                     const Targets& targets) = 0;
+
+  /// The options, for pretty_print: "scale=64, margin=0.5".
+  virtual std::string describe_options() const = 0;
+
+  // --- helpers for margin rules -----------------------------------------------------------
+
+  /// The target entries of `m` [B, C_local], as a vector [n] aligned with targets.rows.
+  static torch::Tensor gather_targets(const torch::Tensor& m, const Targets& targets);
+  /// Overwrites the target entries of `logits` with `values` [n], in place; returns `logits`.
+  static torch::Tensor put_targets(torch::Tensor logits, const Targets& targets, const torch::Tensor& values);
+
+  /// The target cosine of every row [B] (detached), also for rows whose class is on another
+  /// shard (through the reducer, ReduceScope::kClassShards).
+  torch::Tensor row_target_cosines(const torch::Tensor& cos, const Targets& targets) const;
+
+  /// Mean and unbiased standard deviation of `values` [B] over the global batch (through the
+  /// reducer, ReduceScope::kBatchRows), as float64 tensors of shape [1] on values' device, plus
+  /// the row count. std is NaN with fewer than two rows; callers decide what that means.
+  struct Moments {
+    torch::Tensor count, mean, std;
+  };
+  Moments batch_moments(const torch::Tensor& values) const;
+
+  /// Registers the `weight` parameter [C_local, D], drawn from N(0, std²) (insightface's
+  /// Partial FC and CurricularFace initialise class centres this way).
+  void init_weight_normal(double std = 0.01);
+
+ private:
+  std::string type_;
+  HeadGeometry geometry_;
+  std::shared_ptr<const StatisticsReducer> reducer_;
+};
+
+/// Throws facetrain::ArgumentError listing `problems` ("<head>: scale must be > 0, got -1").
+void throw_if_invalid(const std::string& head, const OptionProblems& problems);
+
+}  // namespace facetrain::heads

@@ -1,0 +1,39 @@
+#pragma once
+#include "facetrain/heads/head_options.h"
+
+namespace facetrain::heads {
+
+/// Options of `normface`.
+struct NormFaceOptions {
+  double scale = 64;  ///< s > 0
+
+  void read(config::Section& section);
+  OptionProblems problems() const;
+  std::string describe() const;
+};
+
+/// NormFace (Wang et al., 2017): logits = s·c, no margin.
+///
+/// Reference: SV-X-Softmax `FC(fc_type='FC')` (xiaoboCASIA/SV-X-Softmax fc_layers.py).
+///
+/// Example:
+///   NormFaceOptions options;
+///   options.scale = 30;
+///   NormFace head(options, HeadGeometry(512, 1000));
+class NormFaceImpl : public MarginHeadImpl {
+ public:
+  using Options = NormFaceOptions;
+  static constexpr const char* kType = "normface";
+  NormFaceImpl(const NormFaceOptions& options, const HeadGeometry& geometry);
+  const NormFaceOptions& options() const { return options_; }
+
+ protected:
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  std::string describe_options() const override { return options_.describe(); }
+
+ private:
+  NormFaceOptions options_;
+};
+TORCH_MODULE(NormFace);
+
+}  // namespace facetrain::heads

@@ -1,0 +1,131 @@
+// The heads whose margin touches only the target logit: cosface, arcface, combined.
+#include "facetrain/heads/arcface.h"
+#include "facetrain/heads/combined.h"
+#include "facetrain/heads/cosface.h"
+#include "margin_math.h"
+
+namespace facetrain::heads {
+
+namespace {
+constexpr double kPi = M_PI;
+
+/// s·c everywhere, then s·target(gt) at the targets.
+template <class Rule>
+torch::Tensor replace_targets(const torch::Tensor& cos, const Targets& targets, double scale, Rule&& rule) {
+  auto logits = cos * scale;
+  auto gt = cos.index({targets.rows, targets.cols});
+  return logits.index_put_({targets.rows, targets.cols}, rule(gt) * scale);
+}
+}  // namespace
+
+// ---- cosface
+
+void CosFaceOptions::read(config::Section& s) {
+  s.read("scale", scale);
+  s.read("margin", margin);
+}
+
+OptionProblems CosFaceOptions::problems() const {
+  OptionProblems p;
+  detail::check_positive(p, "scale", scale);
+  detail::check_range(p, "margin", margin, 0, 1);
+  return p;
+}
+
+std::string CosFaceOptions::describe() const {
+  return "scale=" + detail::fmt(scale) + ", margin=" + detail::fmt(margin);
+}
+
+CosFaceImpl::CosFaceImpl(const CosFaceOptions& options, const HeadGeometry& geometry)
+    : MarginHeadImpl(kType, geometry), options_(options) {
+  throw_if_invalid(kType, options_.problems());
+  init_weight_normal();
+}
+
+torch::Tensor CosFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+  return replace_targets(cos, targets, options_.scale, [&](const torch::Tensor& gt) { return gt - options_.margin; });
+}
+
+// ---- arcface
+
+void ArcFaceOptions::read(config::Section& s) {
+  s.read("scale", scale);
+  s.read("margin", margin);
+  s.read("easy_margin", easy_margin);
+  s.read_enum("gradient", gradient,
+              {{"autograd", ArcFaceGradient::kAutograd}, {"straight_through", ArcFaceGradient::kStraightThrough}});
+}
+
+OptionProblems ArcFaceOptions::problems() const {
+  OptionProblems p;
+  detail::check_positive(p, "scale", scale);
+  detail::check_range(p, "margin", margin, 0, kPi / 2, "0", "pi/2");
+  if (easy_margin && gradient == ArcFaceGradient::kStraightThrough)
+    p.push_back({"easy_margin", "cannot be combined with gradient: straight_through (its reference has no easy margin)"});
+  return p;
+}
+
+std::string ArcFaceOptions::describe() const {
+  return "scale=" + detail::fmt(scale) + ", margin=" + detail::fmt(margin) +
+         ", easy_margin=" + (easy_margin ? "true" : "false") +
+         ", gradient=" + (gradient == ArcFaceGradient::kAutograd ? "autograd" : "straight_through");
+}
+
+ArcFaceImpl::ArcFaceImpl(const ArcFaceOptions& options, const HeadGeometry& geometry)
+    : MarginHeadImpl(kType, geometry), options_(options) {
+  throw_if_invalid(kType, options_.problems());
+  init_weight_normal();
+}
+
+torch::Tensor ArcFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+  const double m = options_.margin;
+  return replace_targets(cos, targets, options_.scale, [&](const torch::Tensor& gt) {
+    if (options_.gradient == ArcFaceGradient::kStraightThrough) {
+      // Forward cos(acos(gt) + m), backward identity (insightface computes it under no_grad).
+      auto value = (gt.detach().acos() + m).cos();
+      return math::with_derivative(gt, value, torch::ones_like(value));
+    }
+    auto target = math::arc(gt, m);
+    if (options_.easy_margin) return torch::where(gt > 0, target, gt);
+    return torch::where(gt > std::cos(kPi - m), target, gt - std::sin(kPi - m) * m);
+  });
+}
+
+// ---- combined
+
+void CombinedOptions::read(config::Section& s) {
+  s.read("scale", scale);
+  s.read("m1", m1);
+  s.read("m2", m2);
+  s.read("m3", m3);
+}
+
+OptionProblems CombinedOptions::problems() const {
+  OptionProblems p;
+  detail::check_positive(p, "scale", scale);
+  detail::check_positive(p, "m1", m1);
+  detail::check_range(p, "m2", m2, 0, kPi / 2, "0", "pi/2");
+  detail::check_range(p, "m3", m3, 0, 1);
+  return p;
+}
+
+std::string CombinedOptions::describe() const {
+  return "scale=" + detail::fmt(scale) + ", m1=" + detail::fmt(m1) + ", m2=" + detail::fmt(m2) +
+         ", m3=" + detail::fmt(m3);
+}
+
+CombinedImpl::CombinedImpl(const CombinedOptions& options, const HeadGeometry& geometry)
+    : MarginHeadImpl(kType, geometry), options_(options) {
+  throw_if_invalid(kType, options_.problems());
+  init_weight_normal();
+}
+
+torch::Tensor CombinedImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+  const auto& o = options_;
+  return replace_targets(cos, targets, o.scale, [&](const torch::Tensor& gt) {
+    if (o.m1 == 1.0 && o.m2 == 0.0) return gt - o.m3;  // MXNet's shortcut: no arccos at all
+    return (math::acos(gt) * o.m1 + o.m2).cos() - o.m3;
+  });
+}
+
+}  // namespace facetrain::heads

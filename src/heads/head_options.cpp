@@ -1,0 +1,31 @@
+#include "facetrain/heads/head_options.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace facetrain::heads::detail {
+
+std::string fmt(double v) {
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+void check_positive(OptionProblems& problems, const char* key, double v) {
+  if (!(v > 0)) problems.push_back({key, "must be > 0, got " + fmt(v)});
+}
+
+void check_range(OptionProblems& problems, const char* key, double v, double lo, double hi, const char* lo_text,
+                 const char* hi_text) {
+  if (!(v >= lo && v <= hi))
+    problems.push_back({key, std::string("must be in [") + lo_text + ", " + hi_text + "], got " + fmt(v)});
+}
+
+void check_range(OptionProblems& problems, const char* key, double v, double lo, double hi) {
+  check_range(problems, key, v, lo, hi, fmt(lo).c_str(), fmt(hi).c_str());
+}
+
+}  // namespace facetrain::heads::detail

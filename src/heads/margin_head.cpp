@@ -1,0 +1,163 @@
+#include "facetrain/heads/margin_head.h"
+
+#include <sstream>
+
+#include "facetrain/core/error.h"
+
+namespace facetrain::heads {
+
+namespace {
+constexpr double kNormEps = 1e-12;  // F.normalize's eps: x / max(‖x‖, eps)
+
+std::string shape_of(const torch::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+}  // namespace
+
+void HeadGeometry::validate() const {
+  if (embedding_size <= 0)
+    throw ArgumentError("head: embedding_size must be > 0, got " + std::to_string(embedding_size));
+  if (num_classes <= 0) throw ArgumentError("head: num_classes must be > 0, got " + std::to_string(num_classes));
+  if (class_begin < 0 || class_begin >= end() || end() > num_classes)
+    throw ArgumentError("head: class range [" + std::to_string(class_begin) + ", " + std::to_string(end()) +
+                        ") is not a non-empty part of [0, " + std::to_string(num_classes) + ")");
+}
+
+void throw_if_invalid(const std::string& head, const OptionProblems& problems) {
+  if (problems.empty()) return;
+  std::string msg = head + ":";
+  for (const auto& p : problems) msg += " " + p.key + " " + p.message + ";";
+  msg.pop_back();
+  throw ArgumentError(msg);
+}
+
+MarginHeadImpl::MarginHeadImpl(std::string type, const HeadGeometry& geometry)
+    : type_(std::move(type)), geometry_(geometry), reducer_(std::make_shared<LocalReducer>()) {
+  geometry_.validate();
+  geometry_.class_end = geometry_.end();
+}
+
+void MarginHeadImpl::set_reducer(std::shared_ptr<const StatisticsReducer> reducer) {
+  if (!reducer) throw ArgumentError(type_ + ": set_reducer needs a reducer, got null");
+  reducer_ = std::move(reducer);
+}
+
+void MarginHeadImpl::init_weight_normal(double std) {
+  weight = register_parameter(
+      "weight", torch::randn({geometry_.num_local_classes(), geometry_.embedding_size}) * std);
+}
+
+torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const torch::Tensor& labels) {
+  // ---- input checks: every message names the argument, what was expected and what came
+  if (!embeddings.defined()) throw ArgumentError(type_ + ": embeddings are undefined");
+  if (!labels.defined()) throw ArgumentError(type_ + ": labels are undefined");
+  if (embeddings.dim() != 2 || embeddings.size(1) != geometry_.embedding_size)
+    throw ArgumentError(type_ + ": embeddings must be [B, " + std::to_string(geometry_.embedding_size) + "], got " +
+                        shape_of(embeddings));
+  if (!embeddings.is_floating_point())
+    throw ArgumentError(type_ + ": embeddings must be floating point, got " +
+                        std::string(c10::toString(embeddings.scalar_type())));
+  const int64_t batch = embeddings.size(0);
+  if (labels.dim() != 1 || labels.size(0) != batch)
+    throw ArgumentError(type_ + ": labels must be [" + std::to_string(batch) + "] to match the embeddings, got " +
+                        shape_of(labels));
+  if (labels.is_floating_point() || labels.is_complex() || labels.scalar_type() == torch::kBool)
+    throw ArgumentError(type_ + ": labels must be integers, got " + std::string(c10::toString(labels.scalar_type())));
+  if (embeddings.device() != weight.device())
+    throw ArgumentError(type_ + ": embeddings are on " + embeddings.device().str() + " but the head is on " +
+                        weight.device().str());
+
+  const torch::Tensor y = labels.to(weight.device(), torch::kLong);
+  if (batch > 0) {
+    auto bad = (y < 0).logical_or(y >= geometry_.num_classes);
+    if (bad.any().item<bool>()) {
+      int64_t i = bad.nonzero()[0][0].item<int64_t>();
+      throw ArgumentError(type_ + ": labels[" + std::to_string(i) + "] = " + std::to_string(y[i].item<int64_t>()) +
+                          " is outside [0, " + std::to_string(geometry_.num_classes) + ")");
+    }
+  }
+
+  // ---- labels of this shard: local index, -1 for classes that live elsewhere
+  Targets targets;
+  auto in_shard = (y >= geometry_.class_begin).logical_and(y < geometry_.class_end);
+  targets.labels = torch::where(in_shard, y - geometry_.class_begin, torch::full_like(y, -1));
+  targets.rows = in_shard.nonzero().view(-1);
+  targets.cols = targets.labels.index_select(0, targets.rows);
+
+  const torch::Tensor x = embeddings.to(weight.scalar_type());
+  const torch::Tensor norms = x.norm(2, 1);
+  return apply_margin(similarity(x, norms), norms, targets);
+}
+
+torch::Tensor MarginHeadImpl::similarity(const torch::Tensor& x, const torch::Tensor& norms) {
+  auto x_hat = x / norms.clamp_min(kNormEps).unsqueeze(1);
+  auto w_hat = torch::nn::functional::normalize(
+      weight, torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(kNormEps));
+  return torch::mm(x_hat, w_hat.t()).clamp(-1, 1);
+}
+
+torch::Tensor MarginHeadImpl::gather_targets(const torch::Tensor& m, const Targets& targets) {
+  return m.index({targets.rows, targets.cols});
+}
+
+torch::Tensor MarginHeadImpl::put_targets(torch::Tensor logits, const Targets& targets, const torch::Tensor& values) {
+  return logits.index_put_({targets.rows, targets.cols}, values);
+}
+
+torch::Tensor MarginHeadImpl::row_target_cosines(const torch::Tensor& cos, const Targets& targets) const {
+  torch::NoGradGuard no_grad;
+  auto local = torch::zeros({cos.size(0)}, cos.options());
+  local.index_put_({targets.rows}, gather_targets(cos, targets));
+  return reducer_->sum(local, ReduceScope::kClassShards);
+}
+
+MarginHeadImpl::Moments MarginHeadImpl::batch_moments(const torch::Tensor& values) const {
+  torch::NoGradGuard no_grad;
+  auto v = values.detach().to(torch::kDouble);
+  auto sums = torch::stack({torch::full({}, static_cast<double>(v.size(0)), v.options()), v.sum(), v.square().sum()});
+  sums = reducer_->sum(sums, ReduceScope::kBatchRows);
+  Moments m;
+  m.count = sums.slice(0, 0, 1);
+  m.mean = sums.slice(0, 1, 2) / m.count;
+  // Unbiased variance from the sums, in float64; clamp tiny negative round-off to 0.
+  auto var = ((sums.slice(0, 2, 3) - sums.slice(0, 1, 2) * m.mean) / (m.count - 1)).clamp_min(0);
+  m.std = torch::where(m.count > 1, var.sqrt(), torch::full_like(var, std::numeric_limits<double>::quiet_NaN()));
+  return m;
+}
+
+namespace {
+// Module::to converts every buffer, integer ones too; counters must stay integers.
+template <class F>
+void keeping_integer_buffers(torch::nn::Module& module, F&& convert) {
+  std::vector<std::pair<torch::Tensor, torch::Dtype>> ints;
+  for (auto& b : module.named_buffers(/*recurse=*/false)) {
+    if (!b.value().is_floating_point()) ints.emplace_back(b.value(), b.value().scalar_type());
+  }
+  convert();
+  for (auto& [tensor, dtype] : ints) {
+    if (tensor.scalar_type() != dtype) tensor.set_data(tensor.to(dtype));
+  }
+}
+}  // namespace
+
+void MarginHeadImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  keeping_integer_buffers(*this, [&] { Module::to(device, dtype, non_blocking); });
+}
+void MarginHeadImpl::to(torch::Dtype dtype, bool non_blocking) {
+  keeping_integer_buffers(*this, [&] { Module::to(dtype, non_blocking); });
+}
+void MarginHeadImpl::to(torch::Device device, bool non_blocking) { Module::to(device, non_blocking); }
+
+void MarginHeadImpl::pretty_print(std::ostream& stream) const {
+  stream << "facetrain::heads::" << type_ << "(embedding_size=" << geometry_.embedding_size
+         << ", num_classes=" << geometry_.num_classes;
+  if (geometry_.num_local_classes() != geometry_.num_classes)
+    stream << ", classes=[" << geometry_.class_begin << ", " << geometry_.class_end << ")";
+  std::string opts = describe_options();
+  if (!opts.empty()) stream << ", " << opts;
+  stream << ")";
+}
+
+}  // namespace facetrain::heads

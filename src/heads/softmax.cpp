@@ -1,0 +1,49 @@
+#include "facetrain/heads/softmax.h"
+
+#include "facetrain/heads/normface.h"
+
+namespace facetrain::heads {
+
+// ---- softmax
+
+void SoftmaxOptions::read(config::Section&) {}
+
+SoftmaxImpl::SoftmaxImpl(const SoftmaxOptions&, const HeadGeometry& geometry) : MarginHeadImpl(kType, geometry) {
+  // face.evoLVe: weight xavier-uniform, bias zero.
+  weight = register_parameter("weight", torch::empty({geometry.num_local_classes(), geometry.embedding_size}));
+  bias = register_parameter("bias", torch::zeros({geometry.num_local_classes()}));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::xavier_uniform_(weight);
+}
+
+torch::Tensor SoftmaxImpl::similarity(const torch::Tensor& x, const torch::Tensor&) {
+  return torch::nn::functional::linear(x, weight, bias);
+}
+
+torch::Tensor SoftmaxImpl::apply_margin(const torch::Tensor& logits, const torch::Tensor&, const Targets&) {
+  return logits;
+}
+
+// ---- normface
+
+void NormFaceOptions::read(config::Section& s) { s.read("scale", scale); }
+
+OptionProblems NormFaceOptions::problems() const {
+  OptionProblems p;
+  detail::check_positive(p, "scale", scale);
+  return p;
+}
+
+std::string NormFaceOptions::describe() const { return "scale=" + detail::fmt(scale); }
+
+NormFaceImpl::NormFaceImpl(const NormFaceOptions& options, const HeadGeometry& geometry)
+    : MarginHeadImpl(kType, geometry), options_(options) {
+  throw_if_invalid(kType, options_.problems());
+  init_weight_normal();
+}
+
+torch::Tensor NormFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets&) {
+  return cos * options_.scale;
+}
+
+}  // namespace facetrain::heads
