@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -91,18 +92,20 @@ std::string convert<std::vector<std::string>>(const YAML::Node& n, std::vector<s
   return {};
 }
 
+// Optimal-string-alignment distance: insertions, deletions, substitutions and transpositions
+// of neighbours ("sclae" -> "scale") each count one edit.
 size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
-    std::swap(prev, cur);
   }
-  return prev[b.size()];
+  return d[a.size()][b.size()];
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -125,11 +128,13 @@ Document Document::from_file(const std::string& path) {
 }
 
 Document Document::from_string(const std::string& text, std::string name) {
+  YAML::Node root;
   try {
-    return Document(YAML::Load(text), std::move(name));
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw ConfigError({ConfigIssue{name, e.mark.line + 1, e.mark.column + 1, "", "YAML syntax error: " + e.msg}});
   }
+  return Document(std::move(root), std::move(name));
 }
 
 Document Document::from_node(YAML::Node node, std::string name) { return Document(std::move(node), std::move(name)); }
@@ -193,6 +198,17 @@ std::string Document::dump() const {
 
 // ---------------------------------------------------------------------------------------------
 // Diagnostics
+
+void Diagnostics::add(ConfigIssue issue) {
+  // Keep the issues in document order (problems found later may sit earlier in the file); issues
+  // without a line (overrides, whole-file problems) go last, in the order found.
+  auto position = [](const ConfigIssue& i) {
+    return std::make_pair(i.line > 0 ? i.line : INT_MAX, i.line > 0 ? i.column : INT_MAX);
+  };
+  auto at = std::upper_bound(issues_.begin(), issues_.end(), issue,
+                             [&](const ConfigIssue& a, const ConfigIssue& b) { return position(a) < position(b); });
+  issues_.insert(at, std::move(issue));
+}
 
 void Diagnostics::throw_if_any() const {
   if (!issues_.empty()) throw ConfigError(issues_);

@@ -81,12 +81,14 @@ HeadSpec read_head(config::Section& section) {
     if (found) {
       spec = found->read(section);
     } else {
+      auto hint = config::Section::closest(type, known);
       section.error("type", "unknown head type '" + type + "'; known types: " + head_type_list() +
-                                [&] {
-                                  auto hint = config::Section::closest(type, known);
-                                  return hint.empty() ? std::string() : " (did you mean '" + hint + "'?)";
-                                }());
-      // Without a known type, the other keys cannot be judged: accept them silently.
+                                (hint.empty() ? std::string() : " (did you mean '" + hint + "'?)"));
+    }
+  }
+  if (!spec) {
+    // Without a known type, the other keys cannot be judged: accept them silently.
+    if (section.node().IsMap()) {
       for (auto it = section.node().begin(); it != section.node().end(); ++it) section.allow(it->first.Scalar());
     }
   }

@@ -1,15 +1,23 @@
 #include "facetrain/heads/head_options.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
 namespace facetrain::heads::detail {
 
 std::string fmt(double v) {
-  char buf[32];
-  for (int precision = 1; precision <= 17; ++precision) {
+  char buf[48];
+  int precision = 1;
+  for (; precision < 17; ++precision) {
     std::snprintf(buf, sizeof buf, "%.*g", precision, v);
     if (std::strtod(buf, nullptr) == v) break;
+  }
+  // Plain digits for integers up to 1e15 ("1000", not "1e+03").
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
   }
   return buf;
 }

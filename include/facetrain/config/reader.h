@@ -70,7 +70,8 @@ class Document {
 /// Collects the problems of one read, to raise them together.
 class Diagnostics {
  public:
-  void add(ConfigIssue issue) { issues_.push_back(std::move(issue)); }
+  /// Adds a problem; issues() lists them in document order.
+  void add(ConfigIssue issue);
   bool empty() const { return issues_.empty(); }
   const std::vector<ConfigIssue>& issues() const { return issues_; }
   /// Throws one ConfigError with every collected problem, if there are any.
