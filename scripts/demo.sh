@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# README command 1: set up, build, and run the main job on its embedded default.
+# Until the trainer exists (issue 6) the main job is the head demo: a margin head trained on
+# random clusters, on CPU, in seconds; its loss curve goes to build/head_demo_loss.svg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+build=${BUILD_DIR:-build}
+"$build/tools/facetrain" --version
+"$build/tools/facetrain" --help
+"$build/tools/facetrain" heads
+"$build/tools/facetrain" head-demo --config configs/head_demo.yaml --plot "$build/head_demo_loss.svg" "$@"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# CLI checks: usage FACETRAIN=path/to/facetrain SOURCE=repo root cli_test.sh
+set -uo pipefail
+fail=0
+check() {  # check NAME EXPECTED_EXIT REGEX -- command...
+  local name=$1 want=$2 regex=$3; shift 4
+  local out; out=$("$@" 2>&1); local rc=$?
+  if [ "$rc" -ne "$want" ]; then echo "FAIL $name: exit $rc, expected $want"; echo "$out" | tail -20; fail=1; return; fi
+  if ! grep -Eq -- "$regex" <<<"$out"; then echo "FAIL $name: output lacks /$regex/"; echo "$out" | tail -20; fail=1; return; fi
+  echo "ok   $name"
+}
+check version 0 '^facetrain [0-9]+\.[0-9]+\.[0-9]+ \(LibTorch' -- "$FACETRAIN" --version
+check help 0 'head-demo' -- "$FACETRAIN" --help
+check heads 0 'curricularface +angular margin' -- "$FACETRAIN" heads
+check unknown-subcommand 109 'didn.t expect|not expected|extras' -- "$FACETRAIN" trian
+check missing-file 2 'error: .*nope.yaml: cannot open the file' -- "$FACETRAIN" head-demo --config nope.yaml
+bad="$SOURCE/tests/integration/data/bad_head_demo.yaml"
+check bad-config-scale 2 "bad_head_demo.yaml:6:10: head.scale: must be > 0, got -64" -- "$FACETRAIN" head-demo --config "$bad"
+check bad-config-all 2 "3 configuration errors" -- "$FACETRAIN" head-demo --config "$bad"
+check bad-config-hint 2 "bad_head_demo.yaml:7:3: head.margn: unknown key 'margn' \(did you mean 'margin'\?\)" -- "$FACETRAIN" head-demo --config "$bad"
+check bad-config-type 2 "bad_head_demo.yaml:9:10: train.steps: expected an integer, got 'many'" -- "$FACETRAIN" head-demo --config "$bad"
+check bad-set 2 "--set head.scale=-1: head.scale: must be > 0" -- "$FACETRAIN" head-demo --config "$SOURCE/configs/head_demo.yaml" --set head.scale=-1
+tmp=$(mktemp -d)
+check demo 0 'held-out accuracy .*-> (8|9|10)[0-9.]*%' -- "$FACETRAIN" head-demo --config "$SOURCE/configs/head_demo.yaml" --set head.type=cosface --set head.margin=0.35 --plot "$tmp/loss.svg"
+if ! grep -q '<polyline' "$tmp/loss.svg" 2>/dev/null; then echo "FAIL plot: no loss curve in $tmp/loss.svg"; fail=1; else echo "ok   plot"; fi
+rm -rf "$tmp"
+exit $fail

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix, then builds and runs an outside project that does
+# find_package(facetrain) and the README's snippet. usage: package_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1 src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+test -x "$tmp/prefix/bin/facetrain"
+test -f "$tmp/prefix/include/facetrain/heads.h"
+test -f "$tmp/prefix/include/facetrain/version.h"
+cmake -S "$src/tests/integration/package_consumer" -B "$tmp/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/consumer" -j2 >/dev/null
+"$tmp/consumer/consumer"
+"$tmp/prefix/bin/facetrain" --version
