@@ -5,7 +5,9 @@ function(facetrain_warnings target)
 endfunction()
 
 # The first library that asks gets a precompiled <torch/torch.h>; every later target reuses it
-# (REUSE_FROM needs the same compile flags, which all our targets share). Compiling the torch
+# (REUSE_FROM needs the same compile flags, which all our targets share: that is why no target
+# sets POSITION_INDEPENDENT_CODE, since libraries would get -fPIC and executables -fPIE and GCC
+# would reject the PCH; the compiler's default, PIE on Debian, serves both). Compiling the torch
 # headers takes ~15 s per translation unit on these 2-core machines; with the PCH, ~2 s.
 set(FACETRAIN_PCH_OWNER "" CACHE INTERNAL "target that owns the torch PCH")
 function(facetrain_use_pch target)
