@@ -30,9 +30,7 @@ std::string AdaFaceOptions::describe() const {
 }
 
 AdaFaceImpl::AdaFaceImpl(const AdaFaceOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
+    : NormalizedHeadImpl(kType, options, geometry) {
   batch_mean = register_buffer("batch_mean", torch::full({1}, 20.0));
   batch_std = register_buffer("batch_std", torch::full({1}, 100.0));
 }

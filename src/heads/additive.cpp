@@ -37,10 +37,7 @@ std::string CosFaceOptions::describe() const {
 }
 
 CosFaceImpl::CosFaceImpl(const CosFaceOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
-}
+    : NormalizedHeadImpl(kType, options, geometry) {}
 
 torch::Tensor CosFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   return replace_targets(cos, targets, options_.scale, [&](const torch::Tensor& gt) { return gt - options_.margin; });
@@ -72,10 +69,7 @@ std::string ArcFaceOptions::describe() const {
 }
 
 ArcFaceImpl::ArcFaceImpl(const ArcFaceOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
-}
+    : NormalizedHeadImpl(kType, options, geometry) {}
 
 torch::Tensor ArcFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   const double m = options_.margin;
@@ -115,10 +109,7 @@ std::string CombinedOptions::describe() const {
 }
 
 CombinedImpl::CombinedImpl(const CombinedOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
-}
+    : NormalizedHeadImpl(kType, options, geometry) {}
 
 torch::Tensor CombinedImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   const auto& o = options_;

@@ -19,10 +19,7 @@ std::string CircleLossOptions::describe() const {
 }
 
 CircleLossImpl::CircleLossImpl(const CircleLossOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
-}
+    : NormalizedHeadImpl(kType, options, geometry) {}
 
 torch::Tensor CircleLossImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   const double m = options_.margin, gamma = options_.scale;

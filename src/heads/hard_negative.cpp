@@ -40,10 +40,7 @@ std::string MVSoftmaxOptions::describe() const {
 }
 
 MVSoftmaxImpl::MVSoftmaxImpl(const MVSoftmaxOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
-}
+    : NormalizedHeadImpl(kType, options, geometry) {}
 
 torch::Tensor MVSoftmaxImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   const auto& o = options_;
@@ -86,9 +83,7 @@ std::string CurricularFaceOptions::describe() const {
 }
 
 CurricularFaceImpl::CurricularFaceImpl(const CurricularFaceOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
+    : NormalizedHeadImpl(kType, options, geometry) {
   t = register_buffer("t", torch::zeros({1}));
 }
 

@@ -37,10 +37,7 @@ OptionProblems NormFaceOptions::problems() const {
 std::string NormFaceOptions::describe() const { return "scale=" + detail::fmt(scale); }
 
 NormFaceImpl::NormFaceImpl(const NormFaceOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
-}
+    : NormalizedHeadImpl(kType, options, geometry) {}
 
 torch::Tensor NormFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets&) {
   return cos * options_.scale;

@@ -36,9 +36,7 @@ std::string SphereFaceOptions::describe() const {
 }
 
 SphereFaceImpl::SphereFaceImpl(const SphereFaceOptions& options, const HeadGeometry& geometry)
-    : MarginHeadImpl(kType, geometry), options_(options) {
-  throw_if_invalid(kType, options_.problems());
-  init_weight_normal();
+    : NormalizedHeadImpl(kType, options, geometry) {
   iteration = register_buffer("iteration", torch::zeros({1}, torch::kLong));
 }
 

@@ -317,6 +317,12 @@ TEST(HeadModule, NamesShapesModesAndPrinting) {
   EXPECT_EQ(sphere->named_buffers()["iteration"].scalar_type(), torch::kLong) << "counters stay integers";
   EXPECT_EQ(sphere->weight.scalar_type(), torch::kDouble);
 
+  // The LibTorch holder takes any head.
+  heads::MarginHead holder = make_head(YAML::Load("{type: cosface}"), 8, 5);
+  EXPECT_EQ(holder->type(), "cosface");
+  EXPECT_EQ(holder->forward(torch::randn({2, 8}), torch::tensor({0, 4}, torch::kLong)).sizes(),
+            (std::vector<int64_t>{2, 5}));
+
   std::ostringstream s;
   s << *make_head(YAML::Load("{type: arcface, margin: 0.3}"), 512, 1000);
   EXPECT_EQ(s.str(),

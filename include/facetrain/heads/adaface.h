@@ -26,22 +26,17 @@ struct AdaFaceOptions {
 /// target cos(clip(θ − m·ms, 1e-3, π − 1e-3)) − (m + m·ms); others cos(clip(θ, 1e-3, π − 1e-3)),
 /// which equals c since |c| <= 1 − 1e-3. logits = s · the result.
 /// Reference: official mk-minchul/AdaFace `head.py` with the released training scripts' values.
-class AdaFaceImpl : public MarginHeadImpl {
+class AdaFaceImpl : public NormalizedHeadImpl<AdaFaceOptions> {
  public:
   using Options = AdaFaceOptions;
   static constexpr const char* kType = "adaface";
   AdaFaceImpl(const AdaFaceOptions& options, const HeadGeometry& geometry);
-  const AdaFaceOptions& options() const { return options_; }
 
   torch::Tensor batch_mean;  ///< float [1]
   torch::Tensor batch_std;   ///< float [1]
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  AdaFaceOptions options_;
 };
 TORCH_MODULE(AdaFace);
 

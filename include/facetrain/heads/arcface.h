@@ -30,19 +30,14 @@ struct ArcFaceOptions {
 ///  - gradient: straight_through: forward s·cos(acos(gt) + m) with no fallback, backward as if the
 ///    margin were the identity (insightface `CombinedMarginLoss` today).
 /// Non-target logits are s·c. Finite for gt = ±1 (the √ term's gradient is 0 where 1 − c² < 1e-12).
-class ArcFaceImpl : public MarginHeadImpl {
+class ArcFaceImpl : public NormalizedHeadImpl<ArcFaceOptions> {
  public:
   using Options = ArcFaceOptions;
   static constexpr const char* kType = "arcface";
   ArcFaceImpl(const ArcFaceOptions& options, const HeadGeometry& geometry);
-  const ArcFaceOptions& options() const { return options_; }
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  ArcFaceOptions options_;
 };
 TORCH_MODULE(ArcFace);
 

@@ -18,19 +18,14 @@ struct CircleLossOptions {
 /// O_p = 1 + m, O_n = −m, Δ_p = 1 − m, Δ_n = m; α_p = max(O_p − c, 0), α_n = max(c − O_n, 0)
 /// (both detached). Target γ·α_p·(gt − Δ_p); others γ·α_n·(c − Δ_n).
 /// Reference: FaceX-Zoo `head/CircleLoss.py`.
-class CircleLossImpl : public MarginHeadImpl {
+class CircleLossImpl : public NormalizedHeadImpl<CircleLossOptions> {
  public:
   using Options = CircleLossOptions;
   static constexpr const char* kType = "circleloss";
   CircleLossImpl(const CircleLossOptions& options, const HeadGeometry& geometry);
-  const CircleLossOptions& options() const { return options_; }
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  CircleLossOptions options_;
 };
 TORCH_MODULE(CircleLoss);
 

@@ -22,19 +22,14 @@ struct CombinedOptions {
 /// combined(1, 0, m) is cosface exactly; combined(1, m, 0) equals arcface wherever arcface's
 /// fallback is inactive (gt > cos(π − m)); beyond it the MXNet rule has no fallback.
 /// The gradient of arccos is taken as 0 where 1 − gt² < 1e-12 (it is infinite at gt = ±1).
-class CombinedImpl : public MarginHeadImpl {
+class CombinedImpl : public NormalizedHeadImpl<CombinedOptions> {
  public:
   using Options = CombinedOptions;
   static constexpr const char* kType = "combined";
   CombinedImpl(const CombinedOptions& options, const HeadGeometry& geometry);
-  const CombinedOptions& options() const { return options_; }
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  CombinedOptions options_;
 };
 TORCH_MODULE(Combined);
 

@@ -16,19 +16,14 @@ struct CosFaceOptions {
 /// CosFace / AM-Softmax (Wang et al., 2018): target s·(gt − m), others s·c.
 ///
 /// References: insightface `CombinedMarginLoss` with m3 = m; FaceX-Zoo `AM_Softmax`.
-class CosFaceImpl : public MarginHeadImpl {
+class CosFaceImpl : public NormalizedHeadImpl<CosFaceOptions> {
  public:
   using Options = CosFaceOptions;
   static constexpr const char* kType = "cosface";
   CosFaceImpl(const CosFaceOptions& options, const HeadGeometry& geometry);
-  const CosFaceOptions& options() const { return options_; }
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  CosFaceOptions options_;
 };
 TORCH_MODULE(CosFace);
 

@@ -22,21 +22,16 @@ struct CurricularFaceOptions {
 /// 3. Hard negatives become c·(t + c) (slope t + 2c; t gets no gradient).
 /// 4. Target: ctm if gt > cos(π − m) else gt − sin(π − m)·m. logits = s · the result.
 /// Reference: official HuangYG123/CurricularFace `head/metrics.py` (momentum 0.01 there).
-class CurricularFaceImpl : public MarginHeadImpl {
+class CurricularFaceImpl : public NormalizedHeadImpl<CurricularFaceOptions> {
  public:
   using Options = CurricularFaceOptions;
   static constexpr const char* kType = "curricularface";
   CurricularFaceImpl(const CurricularFaceOptions& options, const HeadGeometry& geometry);
-  const CurricularFaceOptions& options() const { return options_; }
 
   torch::Tensor t;  ///< float [1]
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  CurricularFaceOptions options_;
 };
 TORCH_MODULE(CurricularFace);
 

@@ -154,6 +154,9 @@ class MarginHeadImpl : public torch::nn::Module {
   std::shared_ptr<const StatisticsReducer> reducer_;
 };
 
+/// The LibTorch holder of any head: `MarginHead head = make_head(...)`; `head->forward(x, y)`.
+TORCH_MODULE(MarginHead);
+
 /// Throws facetrain::ArgumentError listing `problems` ("<head>: scale must be > 0, got -1").
 void throw_if_invalid(const std::string& head, const OptionProblems& problems);
 

@@ -27,19 +27,14 @@ struct MVSoftmaxOptions {
 /// (t + 1)·c + t (adaptive) or c + t (fixed). logits = s · the result.
 /// Rows whose class is on another shard get their gt through the reducer.
 /// Reference: the authors' SV-X-Softmax `FC(fc_type='MV-AM' / 'MV-Arc')`.
-class MVSoftmaxImpl : public MarginHeadImpl {
+class MVSoftmaxImpl : public NormalizedHeadImpl<MVSoftmaxOptions> {
  public:
   using Options = MVSoftmaxOptions;
   static constexpr const char* kType = "mv_softmax";
   MVSoftmaxImpl(const MVSoftmaxOptions& options, const HeadGeometry& geometry);
-  const MVSoftmaxOptions& options() const { return options_; }
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  MVSoftmaxOptions options_;
 };
 TORCH_MODULE(MVSoftmax);
 

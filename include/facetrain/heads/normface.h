@@ -20,19 +20,14 @@ struct NormFaceOptions {
 ///   NormFaceOptions options;
 ///   options.scale = 30;
 ///   NormFace head(options, HeadGeometry(512, 1000));
-class NormFaceImpl : public MarginHeadImpl {
+class NormFaceImpl : public NormalizedHeadImpl<NormFaceOptions> {
  public:
   using Options = NormFaceOptions;
   static constexpr const char* kType = "normface";
   NormFaceImpl(const NormFaceOptions& options, const HeadGeometry& geometry);
-  const NormFaceOptions& options() const { return options_; }
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  NormFaceOptions options_;
 };
 TORCH_MODULE(NormFace);
 

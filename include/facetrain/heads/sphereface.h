@@ -26,12 +26,11 @@ struct SphereFaceOptions {
 /// Buffer `iteration` (int64 [1], starts at 0) is incremented at the start of every train-mode
 /// forward; eval-mode forwards use the current λ.
 /// Reference: original A-Softmax (SphereFace Caffe), face.evoLVe `SphereFace`.
-class SphereFaceImpl : public MarginHeadImpl {
+class SphereFaceImpl : public NormalizedHeadImpl<SphereFaceOptions> {
  public:
   using Options = SphereFaceOptions;
   static constexpr const char* kType = "sphereface";
   SphereFaceImpl(const SphereFaceOptions& options, const HeadGeometry& geometry);
-  const SphereFaceOptions& options() const { return options_; }
   /// λ for the current `iteration`.
   double lambda() const;
 
@@ -39,10 +38,6 @@ class SphereFaceImpl : public MarginHeadImpl {
 
  protected:
   torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
-  std::string describe_options() const override { return options_.describe(); }
-
- private:
-  SphereFaceOptions options_;
 };
 TORCH_MODULE(SphereFace);
 
