@@ -12,9 +12,8 @@
 int main(int argc, char** argv) {
   facetrain::tune_cpu_allocator();
   CLI::App app{"facetrain: face-recognition training with margin-based losses (C++ / LibTorch)", "facetrain"};
-  app.set_version_flag("--version",
-                       std::string("facetrain ") + FACETRAIN_VERSION_STRING + " (LibTorch " +
-                           facetrain::compat::torch_version() + ")");
+  app.set_version_flag("--version", std::string("facetrain ") + FACETRAIN_VERSION_STRING + " (LibTorch " +
+                                        facetrain::compat::torch_version() + ")");
   app.require_subcommand(0, 1);
   std::vector<std::pair<CLI::App*, facetrain::tools::Runner>> commands;
   auto add = [&](facetrain::tools::Runner (*adder)(CLI::App&)) {

@@ -28,7 +28,6 @@ std::string ConfigIssue::to_string() const {
   return out;
 }
 
-ConfigError::ConfigError(std::vector<ConfigIssue> issues)
-    : Error(join_issues(issues)), issues_(std::move(issues)) {}
+ConfigError::ConfigError(std::vector<ConfigIssue> issues) : Error(join_issues(issues)), issues_(std::move(issues)) {}
 
 }  // namespace facetrain

@@ -12,9 +12,7 @@ ProgressMeter::ProgressMeter(int64_t total, std::string unit)
   if (total <= 0) throw ArgumentError("ProgressMeter: total must be > 0, got " + std::to_string(total));
 }
 
-double ProgressMeter::elapsed_seconds() const {
-  return std::chrono::duration<double>(Clock::now() - start_).count();
-}
+double ProgressMeter::elapsed_seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
 double ProgressMeter::rate(int64_t done) const {
   double t = elapsed_seconds();

@@ -58,7 +58,8 @@ OptionProblems ArcFaceOptions::problems() const {
   detail::check_positive(p, "scale", scale);
   detail::check_range(p, "margin", margin, 0, kPi / 2, "0", "pi/2");
   if (easy_margin && gradient == ArcFaceGradient::kStraightThrough)
-    p.push_back({"easy_margin", "cannot be combined with gradient: straight_through (its reference has no easy margin)"});
+    p.push_back(
+        {"easy_margin", "cannot be combined with gradient: straight_through (its reference has no easy margin)"});
   return p;
 }
 

@@ -42,7 +42,8 @@ const std::vector<Entry>& builtins() {
   static const std::vector<Entry> list = {
       entry<SoftmaxImpl>("plain FC with bias, no normalisation", "face.evoLVe Softmax"),
       entry<NormFaceImpl>("s*cos, no margin", "SV-X-Softmax FC('FC')"),
-      entry<CosFaceImpl>("additive cosine margin s*(cos - m)", "insightface CombinedMarginLoss(m3), FaceX-Zoo AM_Softmax"),
+      entry<CosFaceImpl>("additive cosine margin s*(cos - m)",
+                         "insightface CombinedMarginLoss(m3), FaceX-Zoo AM_Softmax"),
       entry<ArcFaceImpl>("additive angular margin s*cos(theta + m)", "insightface losses.py ArcFace (to Dec 2022)"),
       entry<CombinedImpl>("s*(cos(m1*theta + m2) - m3)", "insightface MXNet combined margin"),
       entry<SphereFaceImpl>("multiplicative angular margin with annealing", "SphereFace Caffe, face.evoLVe SphereFace"),

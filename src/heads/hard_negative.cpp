@@ -87,8 +87,7 @@ CurricularFaceImpl::CurricularFaceImpl(const CurricularFaceOptions& options, con
   t = register_buffer("t", torch::zeros({1}));
 }
 
-torch::Tensor CurricularFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&,
-                                               const Targets& targets) {
+torch::Tensor CurricularFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   const auto& o = options_;
   torch::Tensor mask;
   {

@@ -45,8 +45,7 @@ void MarginHeadImpl::set_reducer(std::shared_ptr<const StatisticsReducer> reduce
 }
 
 void MarginHeadImpl::init_weight_normal(double std) {
-  weight = register_parameter(
-      "weight", torch::randn({geometry_.num_local_classes(), geometry_.embedding_size}) * std);
+  weight = register_parameter("weight", torch::randn({geometry_.num_local_classes(), geometry_.embedding_size}) * std);
 }
 
 torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const torch::Tensor& labels) {
@@ -93,8 +92,8 @@ torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const tor
 
 torch::Tensor MarginHeadImpl::similarity(const torch::Tensor& x, const torch::Tensor& norms) {
   auto x_hat = x / norms.clamp_min(kNormEps).unsqueeze(1);
-  auto w_hat = torch::nn::functional::normalize(
-      weight, torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(kNormEps));
+  auto w_hat =
+      torch::nn::functional::normalize(weight, torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(kNormEps));
   return torch::mm(x_hat, w_hat.t()).clamp(-1, 1);
 }
 

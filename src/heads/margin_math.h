@@ -17,9 +17,7 @@ constexpr double kTiny = 1e-12;
 inline torch::Tensor sin_from_cos(const torch::Tensor& c) { return (1 - c * c).clamp_min(kTiny).sqrt(); }
 
 /// arc(c, m) = c·cos m − √(1 − c²)·sin m = cos(θ + m).
-inline torch::Tensor arc(const torch::Tensor& c, double m) {
-  return c * std::cos(m) - sin_from_cos(c) * std::sin(m);
-}
+inline torch::Tensor arc(const torch::Tensor& c, double m) { return c * std::cos(m) - sin_from_cos(c) * std::sin(m); }
 
 /// A tensor with the values of `value` whose gradient with respect to `x` is `derivative`
 /// (element-wise; `value` and `derivative` are treated as constants).
@@ -32,8 +30,7 @@ inline torch::Tensor with_derivative(const torch::Tensor& x, const torch::Tensor
 inline torch::Tensor acos(const torch::Tensor& c) {
   auto cd = c.detach();
   auto one_minus = 1 - cd * cd;
-  auto derivative =
-      torch::where(one_minus > kTiny, -one_minus.clamp_min(kTiny).rsqrt(), torch::zeros_like(one_minus));
+  auto derivative = torch::where(one_minus > kTiny, -one_minus.clamp_min(kTiny).rsqrt(), torch::zeros_like(one_minus));
   return with_derivative(c, cd.acos(), derivative);
 }
 

@@ -50,10 +50,14 @@ namespace {
 // cos(m·θ) as a polynomial in c = cos θ (Chebyshev polynomials of the first kind).
 torch::Tensor cos_m_theta(const torch::Tensor& c, int m) {
   switch (m) {
-    case 1: return c;
-    case 2: return 2 * c.pow(2) - 1;
-    case 3: return 4 * c.pow(3) - 3 * c;
-    default: return 8 * c.pow(4) - 8 * c.pow(2) + 1;
+    case 1:
+      return c;
+    case 2:
+      return 2 * c.pow(2) - 1;
+    case 3:
+      return 4 * c.pow(3) - 3 * c;
+    default:
+      return 8 * c.pow(4) - 8 * c.pow(2) + 1;
   }
 }
 }  // namespace

@@ -11,8 +11,10 @@ namespace facetrain::train {
 void HeadDemoOptions::read(config::Section& root) {
   int64_t seed_value = static_cast<int64_t>(seed);
   if (root.read("seed", seed_value)) {
-    if (seed_value < 0) root.error("seed", "must be >= 0");
-    else seed = static_cast<uint64_t>(seed_value);
+    if (seed_value < 0)
+      root.error("seed", "must be >= 0");
+    else
+      seed = static_cast<uint64_t>(seed_value);
   }
   auto positive = [](config::Section& s, const char* key, auto& value) {
     if (s.read(key, value) && !(value > 0)) s.error(key, "must be > 0");
@@ -82,7 +84,8 @@ HeadDemoResult run_head_demo(const HeadDemoOptions& o, const std::function<void(
   HeadDemoResult result;
   result.accuracy_before = nearest_centre_accuracy(*head, embed(x_test), y_test);
   char line[256];
-  std::snprintf(line, sizeof line, "head demo: %s (%s) | %lld classes, %lld-d features -> %lld-d embeddings | %lld steps",
+  std::snprintf(line, sizeof line,
+                "head demo: %s (%s) | %lld classes, %lld-d features -> %lld-d embeddings | %lld steps",
                 o.head.type.c_str(), o.head.options.c_str(), (long long)o.classes, (long long)o.feature_dim,
                 (long long)o.embedding_size, (long long)o.steps);
   log(line);
@@ -97,7 +100,8 @@ HeadDemoResult run_head_demo(const HeadDemoOptions& o, const std::function<void(
     loss.backward();
     opt.step();
     double value = loss.item<double>();
-    if (!std::isfinite(value)) throw Error("head demo: the loss became " + std::to_string(value) + " at step " + std::to_string(step));
+    if (!std::isfinite(value))
+      throw Error("head demo: the loss became " + std::to_string(value) + " at step " + std::to_string(step));
     result.losses.push_back(value);
     if (step % o.log_every == 0 || step == o.steps) {
       std::snprintf(line, sizeof line, "loss %9.4f | %s", value, meter.line(step).c_str());
@@ -113,8 +117,8 @@ HeadDemoResult run_head_demo(const HeadDemoOptions& o, const std::function<void(
   size_t k = std::max<size_t>(1, result.losses.size() / 10);
   std::snprintf(line, sizeof line,
                 "done: loss %.4f -> %.4f (mean of first/last %zu steps) | held-out accuracy %.1f%% -> %.1f%%",
-                mean_of(0, k), mean_of(result.losses.size() - k, result.losses.size()), k,
-                100 * result.accuracy_before, 100 * result.accuracy_after);
+                mean_of(0, k), mean_of(result.losses.size() - k, result.losses.size()), k, 100 * result.accuracy_before,
+                100 * result.accuracy_after);
   log(line);
   return result;
 }

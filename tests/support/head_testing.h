@@ -21,8 +21,7 @@ namespace facetrain::testing {
 struct HeadInputs {
   torch::Tensor x, y, w, upstream;  ///< upstream: dL/dlogits used for backward, [B, C]
 };
-HeadInputs make_inputs(int64_t batch, int64_t dim, int64_t classes, uint64_t seed,
-                       torch::Dtype dtype = torch::kFloat);
+HeadInputs make_inputs(int64_t batch, int64_t dim, int64_t classes, uint64_t seed, torch::Dtype dtype = torch::kFloat);
 
 /// Result of one forward and backward of sum(logits * upstream).
 struct Pass {

@@ -83,8 +83,7 @@ torch::Tensor insightface(const torch::Tensor& x, const torch::Tensor& w, const 
   auto cols = labels.index({index}).view(-1);
   auto target_logit = logits.index({index, cols});
   if (kind == "arcface" || kind == "arcface_easy") {
-    const double cos_m = std::cos(m), sin_m = std::sin(m), theta = std::cos(M_PI - m),
-                 sinmm = std::sin(M_PI - m) * m;
+    const double cos_m = std::cos(m), sin_m = std::sin(m), theta = std::cos(M_PI - m), sinmm = std::sin(M_PI - m) * m;
     auto sin_theta = torch::sqrt(1.0 - torch::pow(target_logit, 2));
     auto cos_theta_m = target_logit * cos_m - sin_theta * sin_m;
     torch::Tensor final_target_logit;
@@ -115,8 +114,8 @@ torch::Tensor insightface(const torch::Tensor& x, const torch::Tensor& w, const 
   throw std::runtime_error("unknown insightface kind " + kind);
 }
 
-torch::Tensor mxnet_combined(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& gt_label,
-                             double s, double m1, double m2, double m3) {
+torch::Tensor mxnet_combined(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& gt_label, double s,
+                             double m1, double m2, double m3) {
   auto nembedding = normalize(x, 1) * s;
   auto fc7 = F::linear(nembedding, normalize(w, 1));
   auto num_classes = w.size(0);
@@ -147,11 +146,21 @@ torch::Tensor evolve_sphereface(const torch::Tensor& input, const torch::Tensor&
   cos_theta = cos_theta.clamp(-1, 1);
   torch::Tensor cos_m_theta;
   switch (m) {  // self.mlambda
-    case 0: cos_m_theta = cos_theta.pow(0); break;
-    case 1: cos_m_theta = cos_theta.pow(1); break;
-    case 2: cos_m_theta = 2 * cos_theta.pow(2) - 1; break;
-    case 3: cos_m_theta = 4 * cos_theta.pow(3) - 3 * cos_theta; break;
-    default: cos_m_theta = 8 * cos_theta.pow(4) - 8 * cos_theta.pow(2) + 1; break;
+    case 0:
+      cos_m_theta = cos_theta.pow(0);
+      break;
+    case 1:
+      cos_m_theta = cos_theta.pow(1);
+      break;
+    case 2:
+      cos_m_theta = 2 * cos_theta.pow(2) - 1;
+      break;
+    case 3:
+      cos_m_theta = 4 * cos_theta.pow(3) - 3 * cos_theta;
+      break;
+    default:
+      cos_m_theta = 8 * cos_theta.pow(4) - 8 * cos_theta.pow(2) + 1;
+      break;
   }
   auto theta = cos_theta.detach().acos();
   auto k = (m * theta / pi).floor();
@@ -166,8 +175,7 @@ torch::Tensor evolve_sphereface(const torch::Tensor& input, const torch::Tensor&
 
 torch::Tensor curricularface(const torch::Tensor& embbedings_raw, const torch::Tensor& w, const torch::Tensor& label,
                              double m, double s, torch::Tensor& t, double momentum) {
-  const double cos_m = std::cos(m), sin_m = std::sin(m), threshold = std::cos(M_PI - m),
-               mm = std::sin(M_PI - m) * m;
+  const double cos_m = std::cos(m), sin_m = std::sin(m), threshold = std::cos(M_PI - m), mm = std::sin(M_PI - m) * m;
   auto kernel = w.t();
   auto embbedings = l2_norm(embbedings_raw, 1);
   auto kernel_norm = l2_norm(kernel, 0);

@@ -40,8 +40,8 @@ torch::Tensor evolve_sphereface(const torch::Tensor& x, const torch::Tensor& w, 
 
 /// HuangYG123/CurricularFace head/metrics.py `CurricularFace`; updates `t` ([1]) in place.
 /// The 0.01 of the reference is `momentum` here.
-torch::Tensor curricularface(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& y, double m,
-                             double s, torch::Tensor& t, double momentum = 0.01);
+torch::Tensor curricularface(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& y, double m, double s,
+                             torch::Tensor& t, double momentum = 0.01);
 
 /// mk-minchul/AdaFace head.py `AdaFace.forward(embeddings, norms, label)` with the backbone's
 /// l2_norm split; updates batch_mean / batch_std ([1]) in place.

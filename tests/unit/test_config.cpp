@@ -71,7 +71,8 @@ TEST(Config, UnknownKeyWithoutCloseMatchListsKnownKeys) {
   Options o;
   auto errors = read_recipe(Document::from_string("head: {zzzzzz: 1}"), o);
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0], "<yaml>:1:8: head.zzzzzz: unknown key 'zzzzzz'; known keys here: flag, list, name, scale, steps");
+  EXPECT_EQ(errors[0],
+            "<yaml>:1:8: head.zzzzzz: unknown key 'zzzzzz'; known keys here: flag, list, name, scale, steps");
 }
 
 TEST(Config, WrongKindsDuplicatesAndMissingKeys) {

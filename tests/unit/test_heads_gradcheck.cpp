@@ -85,7 +85,7 @@ INSTANTIATE_TEST_SUITE_P(
                       GradCase{"mv_am", "{type: mv_softmax}"},
                       GradCase{"mv_arc_fixed", "{type: mv_softmax, variant: arc, reweight: fixed, easy_margin: false}"},
                       GradCase{"curricularface", "{type: curricularface, momentum: 0}"},
-                      
+
                       // AdaFace's margin scaler follows ‖x‖ without gradient (as in the reference), so
                       // the finite differences in x see a path autograd must not: check the weights at
                       // the default h, and the embeddings where the scaler is saturated at ±1.
@@ -123,9 +123,9 @@ TEST(HeadGradCheck, CircleLossHoldsItsWeightsConstant) {
   Pass a = run_head(*circle, in);
 
   auto cos = torch::mm(in.x / in.x.norm(2, 1, true), (in.w / in.w.norm(2, 1, true)).t()).clamp(-1, 1);
-  auto alpha = (cos + m).clamp_min(0);                                  // α_n
+  auto alpha = (cos + m).clamp_min(0);  // α_n
   auto target = torch::nn::functional::one_hot(in.y, C).to(torch::kBool);
-  alpha = torch::where(target, (1 + m - cos).clamp_min(0), alpha);     // α_p at the targets
+  alpha = torch::where(target, (1 + m - cos).clamp_min(0), alpha);  // α_p at the targets
   HeadInputs scaled = in;
   scaled.upstream = in.upstream * gamma * alpha;
   Pass b = run_head(*unit, scaled);

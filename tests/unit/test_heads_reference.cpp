@@ -30,7 +30,8 @@ struct Case {
 
 std::vector<Case> cases() {
   return {
-      {"softmax", "{type: softmax}", [](auto& x, auto& w, auto& y, RefState& st) { return ref::softmax(x, w, st.bias); }},
+      {"softmax", "{type: softmax}",
+       [](auto& x, auto& w, auto& y, RefState& st) { return ref::softmax(x, w, st.bias); }},
       {"normface", "{type: normface}",
        [](auto& x, auto& w, auto& y, RefState&) { return ref::svx_fc(x, w, y, "FC", 0.35, 0.2, 64, true); }},
       {"normface_s30", "{type: normface, scale: 30}",
@@ -55,7 +56,8 @@ std::vector<Case> cases() {
        [](auto& x, auto& w, auto& y, RefState&) { return ref::mxnet_combined(x, w, y, 64, 1.0, 0.0, 0.35); }},
       {"sphereface", "{type: sphereface}",
        [](auto& x, auto& w, auto& y, RefState& st) { return ref::evolve_sphereface(x, w, y, 4, st.iter, true); }},
-      {"sphereface_m2_fast", "{type: sphereface, margin: 2, lambda_base: 100, lambda_gamma: 1, lambda_power: 2, lambda_min: 0}",
+      {"sphereface_m2_fast",
+       "{type: sphereface, margin: 2, lambda_base: 100, lambda_gamma: 1, lambda_power: 2, lambda_min: 0}",
        [](auto& x, auto& w, auto& y, RefState& st) {
          return ref::evolve_sphereface(x, w, y, 2, st.iter, true, 100, 1, 2, 0);
        }},
@@ -68,9 +70,7 @@ std::vector<Case> cases() {
       {"mv_arc", "{type: mv_softmax, variant: arc, margin: 0.5}",
        [](auto& x, auto& w, auto& y, RefState&) { return ref::svx_fc(x, w, y, "MV-Arc", 0.5, 0.2, 32, true); }},
       {"mv_arc_hard_fixed", "{type: mv_softmax, variant: arc, margin: 0.5, easy_margin: false, reweight: fixed}",
-       [](auto& x, auto& w, auto& y, RefState&) {
-         return ref::svx_fc(x, w, y, "MV-Arc", 0.5, 0.2, 32, false, false);
-       }},
+       [](auto& x, auto& w, auto& y, RefState&) { return ref::svx_fc(x, w, y, "MV-Arc", 0.5, 0.2, 32, false, false); }},
       {"curricularface", "{type: curricularface}",
        [](auto& x, auto& w, auto& y, RefState& st) { return ref::curricularface(x, w, y, 0.5, 64, st.t); }},
       {"curricularface_fast", "{type: curricularface, momentum: 0.5, margin: 0.4, scale: 30}",

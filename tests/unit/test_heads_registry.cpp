@@ -64,8 +64,9 @@ TEST(HeadRegistry, BadOptionsAreConfigErrorsWithLines) {
   EXPECT_EQ(error_of("type: sphereface\nmargin: 5\n"), "<yaml>:2:9: margin: must be an integer 1..4, got 5");
   EXPECT_EQ(error_of("type: mv_softmax\nvariant: amm\n"),
             "<yaml>:2:10: variant: unknown value 'amm'; expected one of: am, arc (did you mean 'am'?)");
-  EXPECT_EQ(error_of("type: mv_softmax\nreweight: adaptve\n"),
-            "<yaml>:2:11: reweight: unknown value 'adaptve'; expected one of: adaptive, fixed (did you mean 'adaptive'?)");
+  EXPECT_EQ(
+      error_of("type: mv_softmax\nreweight: adaptve\n"),
+      "<yaml>:2:11: reweight: unknown value 'adaptve'; expected one of: adaptive, fixed (did you mean 'adaptive'?)");
   EXPECT_EQ(error_of("{type: arcface, gradient: straight}"),
             "<yaml>:1:27: gradient: unknown value 'straight'; expected one of: autograd, straight_through");
   EXPECT_EQ(error_of("{type: cosface, margin: 1.5}"), "<yaml>:1:25: margin: must be in [0, 1], got 1.5");
@@ -76,8 +77,9 @@ TEST(HeadRegistry, BadOptionsAreConfigErrorsWithLines) {
             "<yaml>:1:35: h: must be > 0, got 0");
   EXPECT_EQ(error_of("{type: softmax, scale: 3}"), "<yaml>:1:17: scale: unknown key 'scale'; known keys here: type");
   EXPECT_EQ(error_of("{type: arcface, scale: abc}"), "<yaml>:1:24: scale: expected a number, got 'abc'");
-  EXPECT_EQ(error_of("arcface"), "2 configuration errors:\n<yaml>:1:1: expected a mapping, got a scalar\n"
-                                 "<yaml>:1:1: type: missing required key 'type'");
+  EXPECT_EQ(error_of("arcface"),
+            "2 configuration errors:\n<yaml>:1:1: expected a mapping, got a scalar\n"
+            "<yaml>:1:1: type: missing required key 'type'");
 }
 
 TEST(HeadRegistry, ReadHeadInsideALargerRecipe) {

@@ -59,7 +59,7 @@ TEST(HeadValues, ArcFaceClosedFormWithFallback) {
   const double m = 0.5;
   auto head = make_head(YAML::Load("{type: arcface, scale: 64, margin: 0.5}"), 2, 3);
   auto out = logits_of(*head, standard_plane());
-  EXPECT_NEAR(at(out, 0, 0), 64 * std::cos(1.0 + m), 1e-10);                        // θ + m < π
+  EXPECT_NEAR(at(out, 0, 0), 64 * std::cos(1.0 + m), 1e-10);                         // θ + m < π
   EXPECT_NEAR(at(out, 1, 0), 64 * (std::cos(2.9) - std::sin(M_PI - m) * m), 1e-10);  // θ + m > π
   EXPECT_NEAR(at(out, 0, 1), 64 * std::cos(0.2), 1e-10);
 }
@@ -226,9 +226,9 @@ TEST_P(HeadSafety, FiniteAtTheEdges) {
     auto w_hat = in.w / in.w.norm(2, 1, true);
     {
       torch::NoGradGuard no_grad;
-      in.x[0] = w_hat[in.y[0].item<int64_t>()] * 3;   // c = +1
-      in.x[1] = -w_hat[in.y[1].item<int64_t>()] * 3;  // c = −1 (θ + m > π)
-      in.x[2].zero_();                                // zero embedding
+      in.x[0] = w_hat[in.y[0].item<int64_t>()] * 3;      // c = +1
+      in.x[1] = -w_hat[in.y[1].item<int64_t>()] * 3;     // c = −1 (θ + m > π)
+      in.x[2].zero_();                                   // zero embedding
       in.x[3] = w_hat[in.y[3].item<int64_t>()] * 1e-30;  // tiny norm
       in.x[4] = w_hat[in.y[4].item<int64_t>()] * 1e6;    // huge norm
     }
@@ -242,15 +242,15 @@ TEST_P(HeadSafety, FiniteAtTheEdges) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllHeads, HeadSafety,
-    ::testing::Values("{type: softmax}", "{type: normface}", "{type: cosface}", "{type: arcface}",
-                      "{type: arcface, easy_margin: true}", "{type: arcface, gradient: straight_through}",
-                      "{type: combined}", "{type: combined, m1: 0.9, m2: 0.4, m3: 0.1}", "{type: sphereface}",
-                      "{type: mv_softmax}", "{type: mv_softmax, variant: arc}", "{type: curricularface}",
-                      "{type: adaface}", "{type: circleloss}", "{type: arcface, scale: 1e4}",
-                      "{type: curricularface, scale: 1e4}"),
-    [](const auto& info) { return "case" + std::to_string(info.index); });
+INSTANTIATE_TEST_SUITE_P(AllHeads, HeadSafety,
+                         ::testing::Values("{type: softmax}", "{type: normface}", "{type: cosface}", "{type: arcface}",
+                                           "{type: arcface, easy_margin: true}",
+                                           "{type: arcface, gradient: straight_through}", "{type: combined}",
+                                           "{type: combined, m1: 0.9, m2: 0.4, m3: 0.1}", "{type: sphereface}",
+                                           "{type: mv_softmax}", "{type: mv_softmax, variant: arc}",
+                                           "{type: curricularface}", "{type: adaface}", "{type: circleloss}",
+                                           "{type: arcface, scale: 1e4}", "{type: curricularface, scale: 1e4}"),
+                         [](const auto& info) { return "case" + std::to_string(info.index); });
 
 // ---- input checks
 
@@ -276,8 +276,7 @@ TEST(HeadInputsCheck, BadInputsGetClearErrors) {
   // int32 labels and float64 embeddings are accepted (converted).
   EXPECT_EQ(head->forward(x.to(torch::kDouble), y.to(torch::kInt)).sizes(), (std::vector<int64_t>{4, 5}));
   // An empty batch gives empty logits.
-  EXPECT_EQ(head->forward(torch::randn({0, 8}), torch::zeros({0}, torch::kLong)).sizes(),
-            (std::vector<int64_t>{0, 5}));
+  EXPECT_EQ(head->forward(torch::randn({0, 8}), torch::zeros({0}, torch::kLong)).sizes(), (std::vector<int64_t>{0, 5}));
 }
 
 TEST(HeadInputsCheck, BadGeometryAndOptionsThrow) {

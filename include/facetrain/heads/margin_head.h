@@ -119,8 +119,7 @@ class MarginHeadImpl : public torch::nn::Module {
 
   /// The head's margin rule: logits [B, C_local] from the cosines `cos`, the embedding norms
   /// `norms` [B] (with gradient; detach them where the reference does) and the targets.
-  virtual torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms,
-                                     const Targets& targets) = 0;
+  virtual torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) = 0;
 
   /// The options, for pretty_print: "scale=64, margin=0.5".
   virtual std::string describe_options() const = 0;

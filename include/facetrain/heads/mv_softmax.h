@@ -3,17 +3,17 @@
 
 namespace facetrain::heads {
 
-enum class MVVariant { kAM, kArc };              ///< YAML `variant`: am | arc
-enum class MVReweight { kAdaptive, kFixed };     ///< YAML `reweight`: adaptive | fixed
+enum class MVVariant { kAM, kArc };           ///< YAML `variant`: am | arc
+enum class MVReweight { kAdaptive, kFixed };  ///< YAML `reweight`: adaptive | fixed
 
 /// Options of `mv_softmax`.
 struct MVSoftmaxOptions {
-  double scale = 32;                         ///< s > 0
-  double margin = 0.35;                      ///< m, in [0, 1] (am) or [0, π/2] (arc)
-  double t = 0.2;                            ///< re-weighting of hard negatives, >= 0
+  double scale = 32;     ///< s > 0
+  double margin = 0.35;  ///< m, in [0, 1] (am) or [0, π/2] (arc)
+  double t = 0.2;        ///< re-weighting of hard negatives, >= 0
   MVVariant variant = MVVariant::kAM;
   MVReweight reweight = MVReweight::kAdaptive;
-  bool easy_margin = true;                   ///< margin only where gt > 0
+  bool easy_margin = true;  ///< margin only where gt > 0
 
   void read(config::Section& section);
   OptionProblems problems() const;

@@ -41,9 +41,9 @@ struct HeadDemoOptions {
 };
 
 struct HeadDemoResult {
-  std::vector<double> losses;     ///< training loss at every step
-  double accuracy_before = 0;     ///< held-out nearest-centre accuracy before training
-  double accuracy_after = 0;      ///< ... and after
+  std::vector<double> losses;  ///< training loss at every step
+  double accuracy_before = 0;  ///< held-out nearest-centre accuracy before training
+  double accuracy_after = 0;   ///< ... and after
 };
 
 /// Trains as configured; `log` receives progress lines (with rate and ETA).

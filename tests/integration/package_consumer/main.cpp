@@ -5,8 +5,8 @@
 
 int main() {
   torch::manual_seed(0);
-  auto head = facetrain::heads::make_head(
-      YAML::Load("{type: arcface, scale: 64, margin: 0.5}"), /*embedding_size=*/512, /*num_classes=*/1000);
+  auto head = facetrain::heads::make_head(YAML::Load("{type: arcface, scale: 64, margin: 0.5}"), /*embedding_size=*/512,
+                                          /*num_classes=*/1000);
   torch::Tensor embeddings = torch::randn({8, 512});
   torch::Tensor labels = torch::randint(1000, {8}, torch::kLong);
   torch::Tensor logits = head->forward(embeddings /*[B, D] raw float32*/, labels /*[B] int64*/);  // [B, C]
