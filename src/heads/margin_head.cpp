@@ -42,6 +42,7 @@ MarginHeadImpl::MarginHeadImpl(std::string type, const HeadGeometry& geometry)
 void MarginHeadImpl::set_reducer(std::shared_ptr<const StatisticsReducer> reducer) {
   if (!reducer) throw ArgumentError(type_ + ": set_reducer needs a reducer, got null");
   reducer_ = std::move(reducer);
+  reducer_installed_ = true;
 }
 
 void MarginHeadImpl::init_weight_normal(double std) {
@@ -106,6 +107,12 @@ torch::Tensor MarginHeadImpl::put_targets(torch::Tensor logits, const Targets& t
 }
 
 torch::Tensor MarginHeadImpl::row_target_cosines(const torch::Tensor& cos, const Targets& targets) const {
+  if (geometry_.num_local_classes() != geometry_.num_classes && !reducer_installed_) {
+    throw ArgumentError(type_ + ": this head holds classes [" + std::to_string(geometry_.class_begin) + ", " +
+                        std::to_string(geometry_.class_end) + ") of " + std::to_string(geometry_.num_classes) +
+                        " and needs every row's target cosine; install a StatisticsReducer (set_reducer) that sums "
+                        "ReduceScope::kClassShards over the shards");
+  }
   torch::NoGradGuard no_grad;
   auto local = torch::zeros({cos.size(0)}, cos.options());
   local.index_put_({targets.rows}, gather_targets(cos, targets));
@@ -130,13 +137,15 @@ namespace {
 // Module::to converts every buffer, integer ones too; counters must stay integers.
 template <class F>
 void keeping_integer_buffers(torch::nn::Module& module, F&& convert) {
-  std::vector<std::pair<torch::Tensor, torch::Dtype>> ints;
+  // Keep the integer values themselves: a round trip through float16 or float32 would lose counts
+  // above 2048 or 2^24.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> ints;  // the buffer, a copy of its value
   for (auto& b : module.named_buffers(/*recurse=*/false)) {
-    if (!b.value().is_floating_point()) ints.emplace_back(b.value(), b.value().scalar_type());
+    if (!b.value().is_floating_point()) ints.emplace_back(b.value(), b.value().clone());
   }
   convert();
-  for (auto& [tensor, dtype] : ints) {
-    if (tensor.scalar_type() != dtype) tensor.set_data(tensor.to(dtype));
+  for (auto& [tensor, saved] : ints) {
+    if (tensor.scalar_type() != saved.scalar_type()) tensor.set_data(saved.to(tensor.device()));
   }
 }
 }  // namespace

@@ -9,12 +9,15 @@
 namespace facetrain::heads::math {
 
 /// Below this, 1 − c² counts as 0: √ and arccos get a zero gradient instead of an infinite one.
-/// It changes no float32 value other than c = ±1 itself (the closest float32 below 1 has
-/// 1 − c² ≈ 1.2e-7).
+/// No float32 value is affected (the closest float32 below 1 has 1 − c² ≈ 1.2e-7); in float64
+/// only c within ~5e-13 of ±1.
 constexpr double kTiny = 1e-12;
 
-/// sin θ = √(1 − c²) for c = cos θ.
-inline torch::Tensor sin_from_cos(const torch::Tensor& c) { return (1 - c * c).clamp_min(kTiny).sqrt(); }
+/// sin θ = √(1 − c²) for c = cos θ: exactly 0, with gradient 0, where 1 − c² < kTiny.
+inline torch::Tensor sin_from_cos(const torch::Tensor& c) {
+  auto one_minus = 1 - c * c;
+  return torch::where(one_minus > kTiny, one_minus.clamp_min(kTiny).sqrt(), torch::zeros_like(one_minus));
+}
 
 /// arc(c, m) = c·cos m − √(1 − c²)·sin m = cos(θ + m).
 inline torch::Tensor arc(const torch::Tensor& c, double m) { return c * std::cos(m) - sin_from_cos(c) * std::sin(m); }

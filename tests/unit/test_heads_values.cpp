@@ -62,6 +62,9 @@ TEST(HeadValues, ArcFaceClosedFormWithFallback) {
   EXPECT_NEAR(at(out, 0, 0), 64 * std::cos(1.0 + m), 1e-10);                         // θ + m < π
   EXPECT_NEAR(at(out, 1, 0), 64 * (std::cos(2.9) - std::sin(M_PI - m) * m), 1e-10);  // θ + m > π
   EXPECT_NEAR(at(out, 0, 1), 64 * std::cos(0.2), 1e-10);
+  // At c = 1 exactly, arc(1, m) = cos m: the √(1 − c²) term must be exactly 0 there.
+  auto exact = logits_of(*head, plane({1.0}, {2.0}, {1.0, 0.2, 2.5}, {0}));
+  EXPECT_NEAR(at(exact, 0, 0), 64 * std::cos(m), 1e-10);
 }
 
 TEST(HeadValues, ArcFaceEasyMarginAndStraightThrough) {
@@ -312,9 +315,16 @@ TEST(HeadModule, NamesShapesModesAndPrinting) {
   EXPECT_TRUE(buffers_of_type("arcface").empty());
 
   auto sphere = make_head(YAML::Load("{type: sphereface}"), 8, 5);
+  sphere->named_buffers()["iteration"].fill_(70001);  // beyond float16's range (65504)
   sphere->to(torch::kDouble);
   EXPECT_EQ(sphere->named_buffers()["iteration"].scalar_type(), torch::kLong) << "counters stay integers";
   EXPECT_EQ(sphere->weight.scalar_type(), torch::kDouble);
+  sphere->to(torch::kHalf);  // a round trip through float16 would turn 70001 into inf
+  EXPECT_EQ(sphere->named_buffers()["iteration"].scalar_type(), torch::kLong);
+  EXPECT_EQ(sphere->named_buffers()["iteration"].item<int64_t>(), 70001);
+  sphere->named_buffers()["iteration"].fill_((int64_t{1} << 24) + 1);
+  sphere->to(torch::kFloat);  // float32 cannot hold 2^24 + 1
+  EXPECT_EQ(sphere->named_buffers()["iteration"].item<int64_t>(), (int64_t{1} << 24) + 1);
 
   // The LibTorch holder takes any head.
   heads::MarginHead holder = make_head(YAML::Load("{type: cosface}"), 8, 5);
@@ -382,6 +392,23 @@ TEST_P(HeadShards, ShardsTogetherEqualTheWholeHead) {
       EXPECT_TRUE(close(hi->named_buffers()[buf.key()], buf.value(), 1e-12, yaml + " buffer " + buf.key()));
     }
   }
+}
+
+TEST(HeadShardsCheck, HeadsThatNeedOtherShardsTargetsRefuseToRunWithoutAReducer) {
+  auto in = make_inputs(8, 6, 10, 4);
+  for (const char* yaml : {"{type: mv_softmax}", "{type: curricularface}"}) {
+    auto shard = make_head(YAML::Load(yaml), heads::HeadGeometry(6, 10, 0, 5));
+    try {
+      shard->forward(in.x, in.y);
+      ADD_FAILURE() << yaml << ": no error";
+    } catch (const ArgumentError& e) {
+      EXPECT_NE(std::string(e.what()).find("holds classes [0, 5) of 10"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("set_reducer"), std::string::npos) << e.what();
+    }
+    // A whole head needs no reducer; a shard of a target-only head needs none either.
+    EXPECT_NO_THROW(make_head(YAML::Load(yaml), 6, 10)->forward(in.x, in.y));
+  }
+  EXPECT_NO_THROW(make_head(YAML::Load("{type: arcface}"), heads::HeadGeometry(6, 10, 0, 5))->forward(in.x, in.y));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllHeads, HeadShards,

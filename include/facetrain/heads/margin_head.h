@@ -132,7 +132,8 @@ class MarginHeadImpl : public torch::nn::Module {
   static torch::Tensor put_targets(torch::Tensor logits, const Targets& targets, const torch::Tensor& values);
 
   /// The target cosine of every row [B] (detached), also for rows whose class is on another
-  /// shard (through the reducer, ReduceScope::kClassShards).
+  /// shard (through the reducer, ReduceScope::kClassShards). Throws facetrain::ArgumentError for
+  /// a head holding part of the classes when no reducer was installed: it would silently use 0.
   torch::Tensor row_target_cosines(const torch::Tensor& cos, const Targets& targets) const;
 
   /// Mean and unbiased standard deviation of `values` [B] over the global batch (through the
@@ -151,6 +152,7 @@ class MarginHeadImpl : public torch::nn::Module {
   std::string type_;
   HeadGeometry geometry_;
   std::shared_ptr<const StatisticsReducer> reducer_;
+  bool reducer_installed_ = false;  // a shard without one cannot know other shards' targets
 };
 
 /// The LibTorch holder of any head: `MarginHead head = make_head(...)`; `head->forward(x, y)`.
