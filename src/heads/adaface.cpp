@@ -53,11 +53,11 @@ torch::Tensor AdaFaceImpl::apply_margin(const torch::Tensor& cos_in, const torch
   // Non-targets: cos(clip(acos(c), eps, π − eps)) is c itself, since |c| <= 1 − eps keeps acos(c)
   // inside [0.0447, 3.097]; so they are s·c, without two transcendental passes over [B, C].
   auto logits = cos * o.scale;
-  auto gt = cos.index({targets.rows, targets.cols});
+  auto gt = gather_targets(cos, targets);
   auto ms = margin_scaler.index_select(0, targets.rows);
   auto theta = (gt.acos() - o.margin * ms).clamp(kEps, M_PI - kEps);
   auto target = theta.cos() - (o.margin + o.margin * ms);
-  return logits.index_put_({targets.rows, targets.cols}, target * o.scale);
+  return put_targets(logits, targets, target * o.scale);
 }
 
 }  // namespace facetrain::heads

@@ -1,4 +1,5 @@
-// The heads whose margin touches only the target logit: cosface, arcface, combined.
+// The heads whose margin touches only the target logit: cosface, arcface, combined. Each is
+// s·c everywhere, then s·target(gt) at the targets.
 #include "facetrain/heads/arcface.h"
 #include "facetrain/heads/combined.h"
 #include "facetrain/heads/cosface.h"
@@ -8,14 +9,6 @@ namespace facetrain::heads {
 
 namespace {
 constexpr double kPi = M_PI;
-
-/// s·c everywhere, then s·target(gt) at the targets.
-template <class Rule>
-torch::Tensor replace_targets(const torch::Tensor& cos, const Targets& targets, double scale, Rule&& rule) {
-  auto logits = cos * scale;
-  auto gt = cos.index({targets.rows, targets.cols});
-  return logits.index_put_({targets.rows, targets.cols}, rule(gt) * scale);
-}
 }  // namespace
 
 // ---- cosface
@@ -40,7 +33,8 @@ CosFaceImpl::CosFaceImpl(const CosFaceOptions& options, const HeadGeometry& geom
     : NormalizedHeadImpl(kType, options, geometry) {}
 
 torch::Tensor CosFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
-  return replace_targets(cos, targets, options_.scale, [&](const torch::Tensor& gt) { return gt - options_.margin; });
+  auto gt = gather_targets(cos, targets);
+  return put_targets(cos * options_.scale, targets, (gt - options_.margin) * options_.scale);
 }
 
 // ---- arcface
@@ -74,16 +68,18 @@ ArcFaceImpl::ArcFaceImpl(const ArcFaceOptions& options, const HeadGeometry& geom
 
 torch::Tensor ArcFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   const double m = options_.margin;
-  return replace_targets(cos, targets, options_.scale, [&](const torch::Tensor& gt) {
-    if (options_.gradient == ArcFaceGradient::kStraightThrough) {
-      // Forward cos(acos(gt) + m), backward identity (insightface computes it under no_grad).
-      auto value = (gt.detach().acos() + m).cos();
-      return math::with_derivative(gt, value, torch::ones_like(value));
-    }
-    auto target = math::arc(gt, m);
-    if (options_.easy_margin) return torch::where(gt > 0, target, gt);
-    return torch::where(gt > std::cos(kPi - m), target, gt - std::sin(kPi - m) * m);
-  });
+  auto gt = gather_targets(cos, targets);
+  torch::Tensor target;
+  if (options_.gradient == ArcFaceGradient::kStraightThrough) {
+    // Forward cos(acos(gt) + m), backward identity (insightface computes it under no_grad).
+    auto value = (gt.detach().acos() + m).cos();
+    target = math::with_derivative(gt, value, torch::ones_like(value));
+  } else if (options_.easy_margin) {
+    target = torch::where(gt > 0, math::arc(gt, m), gt);
+  } else {
+    target = torch::where(gt > std::cos(kPi - m), math::arc(gt, m), gt - std::sin(kPi - m) * m);
+  }
+  return put_targets(cos * options_.scale, targets, target * options_.scale);
 }
 
 // ---- combined
@@ -114,10 +110,10 @@ CombinedImpl::CombinedImpl(const CombinedOptions& options, const HeadGeometry& g
 
 torch::Tensor CombinedImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
   const auto& o = options_;
-  return replace_targets(cos, targets, o.scale, [&](const torch::Tensor& gt) {
-    if (o.m1 == 1.0 && o.m2 == 0.0) return gt - o.m3;  // MXNet's shortcut: no arccos at all
-    return (math::acos(gt) * o.m1 + o.m2).cos() - o.m3;
-  });
+  auto gt = gather_targets(cos, targets);
+  auto target = (o.m1 == 1.0 && o.m2 == 0.0) ? gt - o.m3  // MXNet's shortcut: no arccos at all
+                                             : (math::acos(gt) * o.m1 + o.m2).cos() - o.m3;
+  return put_targets(cos * o.scale, targets, target * o.scale);
 }
 
 }  // namespace facetrain::heads

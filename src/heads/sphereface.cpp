@@ -71,7 +71,7 @@ torch::Tensor SphereFaceImpl::apply_margin(const torch::Tensor& cos, const torch
   const double lam = lambda();
   const int m = options_.margin;
 
-  auto gt = cos.index({targets.rows, targets.cols});
+  auto gt = gather_targets(cos, targets);
   torch::Tensor k;
   {
     torch::NoGradGuard no_grad;
@@ -82,7 +82,7 @@ torch::Tensor SphereFaceImpl::apply_margin(const torch::Tensor& cos, const torch
   auto target = gt + (psi - gt) / (1 + lam);
 
   auto logits = cos * norms.unsqueeze(1);
-  return logits.index_put_({targets.rows, targets.cols}, target * norms.index_select(0, targets.rows));
+  return put_targets(logits, targets, target * norms.index_select(0, targets.rows));
 }
 
 }  // namespace facetrain::heads
