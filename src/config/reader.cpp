@@ -251,7 +251,7 @@ Section::Section(const Document* doc, Diagnostics* diag, YAML::Node node, std::s
       diag_->add(issue_at(&k, this->path(k.Scalar()), "duplicate key (an earlier value would be silently lost)"));
       continue;
     }
-    entries_.emplace_back(k.Scalar(), it->second);
+    entries_.push_back(Entry{k.Scalar(), k, it->second});
   }
 }
 
@@ -261,7 +261,7 @@ std::string Section::path(std::string_view key) const {
 
 const YAML::Node* Section::find(std::string_view key) const {
   for (const auto& e : entries_) {
-    if (e.first == key) return &e.second;
+    if (e.key == key) return &e.value;
   }
   return nullptr;
 }
@@ -342,18 +342,8 @@ Section Section::section(std::string_view key) {
 
 void Section::finish() {
   std::vector<std::string> known(shared_->known.begin(), shared_->known.end());
-  for (const auto& [key, value] : entries_) {
+  for (const auto& [key, key_node, value] : entries_) {
     if (shared_->known.count(key)) continue;
-    // Report at the key itself: find its node among the mapping's keys.
-    const YAML::Node* key_node = nullptr;
-    YAML::Node found;
-    for (auto it = node_.begin(); it != node_.end(); ++it) {
-      if (it->first.IsScalar() && it->first.Scalar() == key) {
-        found = it->first;
-        key_node = &found;
-        break;
-      }
-    }
     std::string msg = "unknown key '" + key + "'";
     std::string hint = closest(key, known);
     if (!hint.empty()) {
@@ -364,7 +354,7 @@ void Section::finish() {
       msg += "; no keys are expected here";
     }
     std::string from_override = doc_->override_origin(value);
-    diag_->add(from_override.empty() ? issue_at(key_node, path(key), msg)
+    diag_->add(from_override.empty() ? issue_at(&key_node, path(key), msg)
                                      : ConfigIssue{from_override, 0, 0, path(key), msg});
   }
 }

@@ -159,7 +159,12 @@ class Section {
   YAML::Mark mark_;     // where this mapping is (its parent's, if it is missing)
   std::string origin_;  // document name, or the "--set ..." this mapping came from
   std::shared_ptr<Shared> shared_;
-  std::vector<std::pair<std::string, YAML::Node>> entries_;  // key -> value, document order
+  struct Entry {
+    std::string key;
+    YAML::Node key_node;  // where an unknown key is reported
+    YAML::Node value;
+  };
+  std::vector<Entry> entries_;  // document order
 };
 
 }  // namespace facetrain::config
