@@ -97,6 +97,22 @@ std::string convert<std::vector<std::string>>(const YAML::Node& n, std::vector<s
   return {};
 }
 
+template <>
+std::string convert<std::vector<int64_t>>(const YAML::Node& n, std::vector<int64_t>& out) {
+  if (!n.IsSequence()) return std::string("expected a list of integers, got ") + kind_name(n);
+  std::vector<int64_t> v;
+  for (const auto& item : n) {
+    int64_t x = 0;
+    if (!convert<int64_t>(item, x).empty()) {
+      return "expected a list of integers, found " +
+             (item.IsScalar() ? "'" + item.Scalar() + "'" : std::string(kind_name(item)));
+    }
+    v.push_back(x);
+  }
+  out = std::move(v);
+  return {};
+}
+
 // Optimal-string-alignment distance: insertions, deletions, substitutions and transpositions
 // of neighbours ("sclae" -> "scale") each count one edit.
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -324,12 +340,14 @@ template bool Section::read<int64_t>(std::string_view, int64_t&);
 template bool Section::read<double>(std::string_view, double&);
 template bool Section::read<std::string>(std::string_view, std::string&);
 template bool Section::read<std::vector<std::string>>(std::string_view, std::vector<std::string>&);
+template bool Section::read<std::vector<int64_t>>(std::string_view, std::vector<int64_t>&);
 template bool Section::require<bool>(std::string_view, bool&);
 template bool Section::require<int>(std::string_view, int&);
 template bool Section::require<int64_t>(std::string_view, int64_t&);
 template bool Section::require<double>(std::string_view, double&);
 template bool Section::require<std::string>(std::string_view, std::string&);
 template bool Section::require<std::vector<std::string>>(std::string_view, std::vector<std::string>&);
+template bool Section::require<std::vector<int64_t>>(std::string_view, std::vector<int64_t>&);
 
 Section Section::section(std::string_view key) {
   shared_->known.emplace(key);

@@ -25,14 +25,6 @@ void HeadGeometry::validate() const {
                         ") is not a non-empty part of [0, " + std::to_string(num_classes) + ")");
 }
 
-void throw_if_invalid(const std::string& head, const OptionProblems& problems) {
-  if (problems.empty()) return;
-  std::string msg = head + ":";
-  for (const auto& p : problems) msg += " " + p.key + " " + p.message + ";";
-  msg.pop_back();
-  throw ArgumentError(msg);
-}
-
 MarginHeadImpl::MarginHeadImpl(std::string type, const HeadGeometry& geometry)
     : type_(std::move(type)), geometry_(geometry), reducer_(std::make_shared<LocalReducer>()) {
   geometry_.validate();

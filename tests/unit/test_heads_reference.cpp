@@ -126,21 +126,35 @@ TEST_P(HeadReference, ValuesGradientsAndBuffersOverThreeCalls) {
     EXPECT_TRUE(close(ours.logits, logits, tol, "logits"));
     EXPECT_TRUE(close(ours.grad_x, x.grad(), tol, "d/d embeddings"));
     EXPECT_TRUE(close(ours.grad_w, w.grad(), tol, "d/d weight"));
-    if (bias_ref.defined()) EXPECT_TRUE(close(ours.grad_b, bias_ref.grad(), tol, "d/d bias"));
+    if (bias_ref.defined()) {
+      EXPECT_TRUE(close(ours.grad_b, bias_ref.grad(), tol, "d/d bias"));
+    }
 
     auto buffers = head->named_buffers();
-    if (auto* t = buffers.find("t")) EXPECT_TRUE(close(*t, st.t, tol, "buffer t"));
-    if (auto* m = buffers.find("batch_mean")) EXPECT_TRUE(close(*m, st.batch_mean, tol, "buffer batch_mean"));
-    if (auto* s = buffers.find("batch_std")) EXPECT_TRUE(close(*s, st.batch_std, tol, "buffer batch_std"));
+    if (auto* t = buffers.find("t")) {
+      EXPECT_TRUE(close(*t, st.t, tol, "buffer t"));
+    }
+    if (auto* m = buffers.find("batch_mean")) {
+      EXPECT_TRUE(close(*m, st.batch_mean, tol, "buffer batch_mean"));
+    }
+    if (auto* s = buffers.find("batch_std")) {
+      EXPECT_TRUE(close(*s, st.batch_std, tol, "buffer batch_std"));
+    }
     if (auto* it = buffers.find("iteration")) {
       EXPECT_EQ(it->scalar_type(), torch::kLong);
       EXPECT_EQ(it->item<int64_t>(), st.iter);
     }
   }
   // The stateful heads must actually have moved their state.
-  if (c.name.rfind("curricularface", 0) == 0) EXPECT_NE(st.t.item<double>(), 0.0);
-  if (c.name.rfind("adaface", 0) == 0) EXPECT_NE(st.batch_mean.item<double>(), 20.0);
-  if (c.name.rfind("sphereface", 0) == 0) EXPECT_EQ(st.iter, 3);
+  if (c.name.rfind("curricularface", 0) == 0) {
+    EXPECT_NE(st.t.item<double>(), 0.0);
+  }
+  if (c.name.rfind("adaface", 0) == 0) {
+    EXPECT_NE(st.batch_mean.item<double>(), 20.0);
+  }
+  if (c.name.rfind("sphereface", 0) == 0) {
+    EXPECT_EQ(st.iter, 3);
+  }
 }
 
 std::string case_name(const ::testing::TestParamInfo<std::tuple<Case, torch::Dtype>>& info) {

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "facetrain/config/options.h"
+
 namespace facetrain::heads {
 
 /// The size of a head and which classes it holds: [class_begin, class_end) of num_classes.
@@ -75,12 +77,9 @@ struct Targets {
   torch::Tensor cols;    ///< [n] int64: their local class index
 };
 
-/// A problem with a head's options, keyed by its YAML key.
-struct OptionProblem {
-  std::string key;
-  std::string message;
-};
-using OptionProblems = std::vector<OptionProblem>;
+using config::OptionProblem;
+using config::OptionProblems;
+using config::throw_if_invalid;
 
 /// Base of every margin head. Parameters: `weight` [C_local, D] (row = class); `softmax` adds
 /// `bias` [C_local]. Heads that keep statistics register them as buffers.
@@ -157,8 +156,5 @@ class MarginHeadImpl : public torch::nn::Module {
 
 /// The LibTorch holder of any head: `MarginHead head = make_head(...)`; `head->forward(x, y)`.
 TORCH_MODULE(MarginHead);
-
-/// Throws facetrain::ArgumentError listing `problems` ("<head>: scale must be > 0, got -1").
-void throw_if_invalid(const std::string& head, const OptionProblems& problems);
 
 }  // namespace facetrain::heads

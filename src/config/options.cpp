@@ -1,10 +1,20 @@
-#include "facetrain/heads/head_options.h"
+#include "facetrain/config/options.h"
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
-namespace facetrain::heads::detail {
+#include "facetrain/core/error.h"
+
+namespace facetrain::config {
+
+void throw_if_invalid(const std::string& component, const OptionProblems& problems) {
+  if (problems.empty()) return;
+  std::string msg = component + ":";
+  for (const auto& p : problems) msg += " " + p.key + " " + p.message + ";";
+  msg.pop_back();
+  throw ArgumentError(msg);
+}
 
 std::string fmt(double v) {
   char buf[48];
@@ -22,6 +32,12 @@ std::string fmt(double v) {
   return buf;
 }
 
+std::string fmt_list(const std::vector<int64_t>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
+  return out + "]";
+}
+
 void check_positive(OptionProblems& problems, const char* key, double v) {
   if (!(v > 0)) problems.push_back({key, "must be > 0, got " + fmt(v)});
 }
@@ -36,4 +52,4 @@ void check_range(OptionProblems& problems, const char* key, double v, double lo,
   check_range(problems, key, v, lo, hi, fmt(lo).c_str(), fmt(hi).c_str());
 }
 
-}  // namespace facetrain::heads::detail
+}  // namespace facetrain::config
