@@ -2,7 +2,9 @@
 # Installs everything facetrain needs to build and test, from Debian 12 packages.
 # Idempotent: packages already present are left alone. Run as root (or with sudo).
 #
-# usage: scripts/setup.sh
+# usage: scripts/setup.sh [--tests]
+#   --tests  also installs what the tests need beyond the build: Debian's PyTorch and NumPy
+#            (python3-torch, python3-numpy), which make and check the interop goldens.
 set -euo pipefail
 
 packages=(
@@ -14,6 +16,12 @@ packages=(
   libopencv-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+for arg in "$@"; do
+  case "$arg" in
+    --tests) packages+=(python3 python3-torch python3-numpy) ;;
+    *) echo "setup: unknown option '$arg' (known: --tests)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
