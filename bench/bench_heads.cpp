@@ -12,7 +12,8 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "facetrain/core/runtime.h"
+#include "bench_main.h"
+
 #include "facetrain/heads.h"
 
 namespace {
@@ -102,13 +103,4 @@ const int registered = register_all();
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::string allocator = facetrain::tune_cpu_allocator();
-  benchmark::AddCustomContext("allocator", allocator);
-  benchmark::AddCustomContext("torch_threads", std::to_string(torch::get_num_threads()));
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return facetrain::bench::run_benchmarks(argc, argv); }

@@ -10,4 +10,6 @@ build=${BUILD_DIR:-build}
 "$build/tools/facetrain" --version
 "$build/tools/facetrain" --help
 "$build/tools/facetrain" heads
+"$build/tools/facetrain" model list
+"$build/tools/facetrain" model summary --type mobilefacenet
 "$build/tools/facetrain" head-demo --config configs/head_demo.yaml --plot "$build/head_demo_loss.svg" "$@"

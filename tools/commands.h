@@ -16,4 +16,7 @@ Runner add_heads_command(CLI::App& app);
 /// trainer exists).
 Runner add_head_demo_command(CLI::App& app);
 
+/// `facetrain model list|summary`: the built-in backbones; parameters and FLOPs of one.
+Runner add_model_command(CLI::App& app);
+
 }  // namespace facetrain::tools

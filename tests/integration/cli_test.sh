@@ -20,7 +20,16 @@ check bad-config-all 2 "3 configuration errors" -- "$FACETRAIN" head-demo --conf
 check bad-config-hint 2 "bad_head_demo.yaml:7:3: head.margn: unknown key 'margn' \(did you mean 'margin'\?\)" -- "$FACETRAIN" head-demo --config "$bad"
 check bad-config-type 2 "bad_head_demo.yaml:9:10: train.steps: expected an integer, got 'many'" -- "$FACETRAIN" head-demo --config "$bad"
 check bad-set 2 "--set head.scale=-1: head.scale: must be > 0" -- "$FACETRAIN" head-demo --config "$SOURCE/configs/head_demo.yaml" --set head.scale=-1
+check model-list 0 'mobilefacenet_large +MobileFaceNet, blocks \[2, 8, 12, 4\], scale 4' -- "$FACETRAIN" model list
+check model-summary-r50 0 'parameters +43,590,848' -- "$FACETRAIN" model summary --type r50
+check model-summary-flops 0 'GFLOPs +0\.449 ' -- "$FACETRAIN" model summary --type mbf
+check model-summary-set 0 'parameters +37,167,552' -- "$FACETRAIN" model summary --type iresnet50 --set model.embedding_size=256
+check model-summary-none 106 'Exactly 1 option from \[--config,--type\] is required' -- "$FACETRAIN" model summary
+check model-summary-bad-key 2 "--set model.dropuot=0.1: model.dropuot: unknown key 'dropuot' \(did you mean 'dropout'\?\)" -- "$FACETRAIN" model summary --type r50 --set model.dropuot=0.1
+check model-summary-bad-type 2 "unknown backbone type 'resnet50'.*did you mean 'iresnet50'" -- "$FACETRAIN" model summary --type resnet50
 tmp=$(mktemp -d)
+printf 'model:\n  type: mobilefacenet\n  scale: 0\n' > "$tmp/model.yaml"
+check model-summary-config 2 "model.yaml:3:10: model.scale: must be >= 1, got 0" -- "$FACETRAIN" model summary --config "$tmp/model.yaml"
 check demo 0 'held-out accuracy .*-> (8|9|10)[0-9.]*%' -- "$FACETRAIN" head-demo --config "$SOURCE/configs/head_demo.yaml" --set head.type=cosface --set head.margin=0.35 --plot "$tmp/loss.svg"
 if ! grep -q '<polyline' "$tmp/loss.svg" 2>/dev/null; then echo "FAIL plot: no loss curve in $tmp/loss.svg"; fail=1; else echo "ok   plot"; fi
 rm -rf "$tmp"

@@ -8,9 +8,11 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 test -x "$tmp/prefix/bin/facetrain"
 test -f "$tmp/prefix/include/facetrain/heads.h"
+test -f "$tmp/prefix/include/facetrain/backbones.h"
+test -f "$tmp/prefix/include/facetrain/io.h"
 test -f "$tmp/prefix/include/facetrain/version.h"
 cmake -S "$src/tests/integration/package_consumer" -B "$tmp/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/consumer" -j2 >/dev/null
-"$tmp/consumer/consumer"
+(cd "$tmp" && "$tmp/consumer/consumer")
 "$tmp/prefix/bin/facetrain" --version

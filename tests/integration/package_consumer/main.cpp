@@ -1,6 +1,9 @@
-// The README's snippet, compiled against the installed package.
+// The README's snippets, compiled against the installed package.
+#include <facetrain/backbones.h>
 #include <facetrain/heads.h>
+#include <facetrain/io.h>
 
+#include <cstdio>
 #include <iostream>
 
 int main() {
@@ -18,5 +21,21 @@ int main() {
     return 1;
   }
   std::cout << "consumer: " << *head << " loss " << loss.item<double>() << "\n";
+
+  auto net = facetrain::backbones::make_backbone(YAML::Load("{type: mobilefacenet, embedding_size: 512}"));
+  const std::string file = "consumer_backbone.pth";
+  facetrain::io::save_state_dict(*net, file);
+  auto copy = facetrain::backbones::make_backbone(YAML::Load("{type: mobilefacenet, embedding_size: 512}"));
+  facetrain::io::load_state_dict(*copy, file);
+  std::remove(file.c_str());
+  net->eval();
+  copy->eval();
+  torch::Tensor images = torch::rand({2, 3, 112, 112}) * 2 - 1;
+  torch::Tensor emb = copy->forward(images);  // [B, 512]
+  if (emb.sizes() != torch::IntArrayRef({2, 512}) || !torch::equal(emb, net->forward(images))) {
+    std::cerr << "consumer: backbone round trip differs\n";
+    return 1;
+  }
+  std::cout << "consumer: " << *copy << " round trip ok\n";
   return 0;
 }
