@@ -6,6 +6,7 @@ find_package(Torch REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
+find_package(OpenCV REQUIRED COMPONENTS core imgproc imgcodecs)
 
 if(FACETRAIN_BUILD_TOOLS)
   find_package(CLI11 REQUIRED)

@@ -4,7 +4,8 @@
 #
 # usage: scripts/setup.sh [--tests]
 #   --tests  also installs what the tests need beyond the build: Debian's PyTorch and NumPy
-#            (python3-torch, python3-numpy), which make and check the interop goldens.
+#            (python3-torch, python3-numpy), which make and check the interop goldens, and
+#            clang-14 with libFuzzer (libclang-rt-14-dev) for the fuzz targets.
 set -euo pipefail
 
 packages=(
@@ -18,7 +19,7 @@ packages=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --tests) packages+=(python3 python3-torch python3-numpy) ;;
+    --tests) packages+=(python3 python3-torch python3-numpy clang-14 libclang-rt-14-dev) ;;
     *) echo "setup: unknown option '$arg' (known: --tests)" >&2; exit 2 ;;
   esac
 done

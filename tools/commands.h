@@ -19,4 +19,7 @@ Runner add_head_demo_command(CLI::App& app);
 /// `facetrain model list|summary`: the built-in backbones; parameters and FLOPs of one.
 Runner add_model_command(CLI::App& app);
 
+/// `facetrain data align`: dataset tools (issue 4 adds synth, pack, unpack, inspect).
+Runner add_data_command(CLI::App& app);
+
 }  // namespace facetrain::tools

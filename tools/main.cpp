@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add(&facetrain::tools::add_heads_command);
   add(&facetrain::tools::add_head_demo_command);
   add(&facetrain::tools::add_model_command);
+  add(&facetrain::tools::add_data_command);
 
   try {
     app.parse(argc, argv);

@@ -27,6 +27,7 @@ check model-summary-set 0 'parameters +37,167,552' -- "$FACETRAIN" model summary
 check model-summary-none 106 'Exactly 1 option from \[--config,--type\] is required' -- "$FACETRAIN" model summary
 check model-summary-bad-key 2 "--set model.dropuot=0.1: model.dropuot: unknown key 'dropuot' \(did you mean 'dropout'\?\)" -- "$FACETRAIN" model summary --type r50 --set model.dropuot=0.1
 check model-summary-bad-type 2 "unknown backbone type 'resnet50'.*did you mean 'iresnet50'" -- "$FACETRAIN" model summary --type resnet50
+check data-align-missing 1 'error: .*nope.txt: cannot open the landmarks file' -- "$FACETRAIN" data align --images . --landmarks nope.txt --out /tmp/facetrain-cli-align
 tmp=$(mktemp -d)
 printf 'model:\n  type: mobilefacenet\n  scale: 0\n' > "$tmp/model.yaml"
 check model-summary-config 2 "model.yaml:3:10: model.scale: must be >= 1, got 0" -- "$FACETRAIN" model summary --config "$tmp/model.yaml"
