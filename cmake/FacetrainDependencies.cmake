@@ -7,6 +7,7 @@ find_package(yaml-cpp REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(OpenCV REQUIRED COMPONENTS core imgproc imgcodecs)
+find_package(nlohmann_json 3 REQUIRED)
 
 if(FACETRAIN_BUILD_TOOLS)
   find_package(CLI11 REQUIRED)

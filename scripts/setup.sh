@@ -2,10 +2,12 @@
 # Installs everything facetrain needs to build and test, from Debian 12 packages.
 # Idempotent: packages already present are left alone. Run as root (or with sudo).
 #
-# usage: scripts/setup.sh [--tests]
+# usage: scripts/setup.sh [--tests] [--bench]
 #   --tests  also installs what the tests need beyond the build: Debian's PyTorch and NumPy
 #            (python3-torch, python3-numpy), which make and check the interop goldens, and
 #            clang-14 with libFuzzer (libclang-rt-14-dev) for the fuzz targets.
+#   --bench  also installs the Python baselines' packages (python3-numpy, python3-opencv) that
+#            bench/compare_loader.sh runs beside the C++ loader.
 set -euo pipefail
 
 packages=(
@@ -20,7 +22,8 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --tests) packages+=(python3 python3-torch python3-numpy clang-14 libclang-rt-14-dev) ;;
-    *) echo "setup: unknown option '$arg' (known: --tests)" >&2; exit 2 ;;
+    --bench) packages+=(python3 python3-numpy python3-opencv) ;;
+    *) echo "setup: unknown option '$arg' (known: --tests, --bench)" >&2; exit 2 ;;
   esac
 done
 

@@ -19,7 +19,13 @@ Runner add_head_demo_command(CLI::App& app);
 /// `facetrain model list|summary`: the built-in backbones; parameters and FLOPs of one.
 Runner add_model_command(CLI::App& app);
 
-/// `facetrain data align`: dataset tools (issue 4 adds synth, pack, unpack, inspect).
+/// `facetrain data align|synth|pack|unpack|inspect`: the dataset tools. The group lives in
+/// cmd_data.cpp (with align); it registers the others through the functions below, whose runners
+/// do nothing (return 0) unless their subcommand was the one given.
 Runner add_data_command(CLI::App& app);
+/// `facetrain data synth` (cmd_data_synth.cpp), registered on the `data` group.
+Runner add_data_synth_command(CLI::App& data);
+/// `facetrain data pack|unpack|inspect` (cmd_data_pack.cpp), registered on the `data` group.
+Runner add_data_pack_commands(CLI::App& data);
 
 }  // namespace facetrain::tools

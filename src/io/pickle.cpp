@@ -1032,9 +1032,14 @@ ValuePtr read_file(const std::string& path, ReaderOptions options) {
 // ---------------------------------------------------------------------------------------------
 // Writer
 
-Writer::Writer() {
+Writer::Writer() : Writer(2) {}
+
+Writer::Writer(int protocol) {
+  if (protocol < 2 || protocol > 5) {
+    throw ArgumentError("pickle::Writer: protocol must be in [2, 5], got " + std::to_string(protocol));
+  }
   op(kProto);
-  out_ += static_cast<char>(2);
+  out_ += static_cast<char>(protocol);
 }
 
 void Writer::op(uint8_t code) {
@@ -1091,6 +1096,20 @@ void Writer::string(std::string_view utf8) {
   op(kBinUnicode);
   le(utf8.size(), 4);
   out_.append(utf8.data(), utf8.size());
+}
+
+void Writer::bytes(std::string_view raw) {
+  if (raw.size() < 256) {
+    op(kShortBinBytes);
+    le(raw.size(), 1);
+  } else if (raw.size() <= 0xffffffffu) {
+    op(kBinBytes);
+    le(raw.size(), 4);
+  } else {
+    op(kBinBytes8);
+    le(raw.size(), 8);
+  }
+  out_.append(raw.data(), raw.size());
 }
 
 void Writer::global(std::string_view module, std::string_view name) {

@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
 # CLI checks: usage FACETRAIN=path/to/facetrain SOURCE=repo root cli_test.sh
 set -uo pipefail
-fail=0
-check() {  # check NAME EXPECTED_EXIT REGEX -- command...
-  local name=$1 want=$2 regex=$3; shift 4
-  local out; out=$("$@" 2>&1); local rc=$?
-  if [ "$rc" -ne "$want" ]; then echo "FAIL $name: exit $rc, expected $want"; echo "$out" | tail -20; fail=1; return; fi
-  if ! grep -Eq -- "$regex" <<<"$out"; then echo "FAIL $name: output lacks /$regex/"; echo "$out" | tail -20; fail=1; return; fi
-  echo "ok   $name"
-}
+. "$(dirname "$0")/cli_lib.sh"
 check version 0 '^facetrain [0-9]+\.[0-9]+\.[0-9]+ \(LibTorch' -- "$FACETRAIN" --version
 check help 0 'head-demo' -- "$FACETRAIN" --help
 check heads 0 'curricularface +angular margin' -- "$FACETRAIN" heads

@@ -204,12 +204,19 @@ class Writer {
  public:
   /// Starts the pickle with PROTO 2.
   Writer();
+  /// Starts the pickle with PROTO `protocol` (2..5; ArgumentError otherwise). The opcodes are
+  /// the same; use 3 or more when the pickle holds bytes() (Python 2 cannot read them). No
+  /// FRAME is written (framing is optional in protocols 4 and 5).
+  explicit Writer(int protocol);
 
   void none();                         ///< NONE
   void boolean(bool value);            ///< NEWTRUE / NEWFALSE
   void integer(int64_t value);         ///< BININT1 / BININT2 / BININT / LONG1, the shortest that fits
   void real(double value);             ///< BINFLOAT
   void string(std::string_view utf8);  ///< BINUNICODE
+  /// A Python 3 bytes object: SHORT_BINBYTES (< 256 bytes), BINBYTES (< 4 GiB) or BINBYTES8.
+  /// Protocol 3 opcodes: Python 3 reads them whatever the PROTO says.
+  void bytes(std::string_view raw);
   /// GLOBAL "module\nname\n"; a global already written is fetched from the memo (BINGET).
   void global(std::string_view module, std::string_view name);
 

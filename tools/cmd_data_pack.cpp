@@ -1,0 +1,117 @@
+// `facetrain data pack | unpack | inspect`: wiring only; the work is in data/dataset_tools.h.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "commands.h"
+#include "facetrain/core/progress.h"
+#include "facetrain/data/dataset_tools.h"
+#include "facetrain/data/recordio.h"
+
+namespace facetrain::tools {
+namespace {
+
+int64_t default_threads() { return std::max<int64_t>(1, std::thread::hardware_concurrency()); }
+
+// A progress callback logging `what: <meter line>` at every 2% and at the end.
+data::ProgressFn progress_logger(std::shared_ptr<spdlog::logger> log, std::string what, std::string unit) {
+  auto meter = std::make_shared<std::unique_ptr<ProgressMeter>>();
+  auto last = std::make_shared<int64_t>(-1);
+  return [log, what, unit, meter, last](int64_t done, int64_t total) {
+    if (total <= 0) return;
+    if (!*meter) *meter = std::make_unique<ProgressMeter>(total, unit);
+    const int64_t step = done * 50 / total;  // 2% steps
+    if (step == *last && done != total) return;
+    if (done == total && *last == 51) return;  // the end is logged once
+    *last = done == total ? 51 : step;
+    log->info("{}: {}", what, (*meter)->line(done));
+  };
+}
+
+// Progress of a .rec: images with its .idx, bytes without.
+std::string rec_unit(const std::string& rec) {
+  std::error_code ec;
+  return std::filesystem::exists(data::index_path_for(rec), ec) ? "image" : "byte";
+}
+
+}  // namespace
+
+Runner add_data_pack_commands(CLI::App& data) {
+  struct Args {
+    std::string images, out, rec, unpack_out, target;
+    int64_t threads = default_threads();
+    int64_t inspect_threads = default_threads();
+    bool json = false, decode = false;
+  };
+  auto args = std::make_shared<Args>();
+
+  auto* pack =
+      data.add_subcommand("pack", "Pack an image folder or list into MXNet RecordIO (insightface MS1M layout)");
+  pack->add_option("--images", args->images,
+                   "Image folder (one sub-folder per identity) or list file (mxnet .lst, insightface train.lst)")
+      ->required();
+  pack->add_option("--out", args->out, "Output prefix: writes PREFIX.rec, PREFIX.idx and property beside them")
+      ->required();
+  pack->add_option("--threads", args->threads, "Threads reading the image files (the output does not depend on it)")
+      ->check(CLI::PositiveNumber);
+
+  auto* unpack = data.add_subcommand("unpack", "Write the images of a .rec as OUT/<label>/<key>.jpg (bytes unchanged)");
+  unpack->add_option("file", args->rec, "The .rec file (its .idx next to it, if any)")->required();
+  unpack->add_option("--out", args->unpack_out, "Output folder")->required();
+
+  auto* inspect = data.add_subcommand("inspect", "Report images, identities and problems of a .rec or image folder");
+  inspect->add_option("path", args->target, "A .rec file (with its .idx) or an image folder")->required();
+  inspect->add_flag("--json", args->json, "Print the report as JSON");
+  inspect->add_flag("--decode", args->decode, "Also decode every image and report those that fail (slower)");
+  inspect->add_option("--threads", args->inspect_threads, "Threads reading (and decoding) the images")
+      ->check(CLI::PositiveNumber);
+
+  return [args, pack, unpack, inspect] {
+    if (pack->parsed()) {
+      std::error_code ec;
+      const auto list = std::filesystem::is_directory(args->images, ec) ? data::scan_image_folder(args->images)
+                                                                        : data::read_image_list(args->images);
+      spdlog::info("pack: {} image(s) of {} identities from {}", list.entries.size(), list.num_classes, args->images);
+      data::PackOptions options;
+      options.threads = args->threads;
+      options.progress = progress_logger(spdlog::default_logger(), "pack", "image");
+      const auto summary = data::pack_images(list, args->out, options);
+      spdlog::info("packed {} image(s) of {} identities into {}.rec, {}.idx and property", summary.images,
+                   summary.identities, args->out, args->out);
+      return 0;
+    }
+    if (unpack->parsed()) {
+      const auto summary = data::unpack_records(
+          args->rec, args->unpack_out, progress_logger(spdlog::default_logger(), "unpack", rec_unit(args->rec)));
+      spdlog::info("unpacked {} image(s) of {} identities into {}{}", summary.images, summary.identities,
+                   args->unpack_out,
+                   summary.skipped ? ", skipped " + std::to_string(summary.skipped) + " record(s) that are not images"
+                                   : std::string());
+      return 0;
+    }
+    if (inspect->parsed()) {
+      // stdout carries only the report; progress goes to stderr.
+      auto log = std::make_shared<spdlog::logger>("inspect", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+      std::error_code ec;
+      const bool folder = std::filesystem::is_directory(args->target, ec);
+      data::InspectOptions options;
+      options.decode = args->decode;
+      options.threads = args->inspect_threads;
+      options.progress = progress_logger(log, "inspect", folder ? "image" : rec_unit(args->target));
+      const auto report = data::inspect_dataset(args->target, options);
+      const std::string text = args->json ? report.to_json().dump(2) + "\n" : report.to_text();
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+      return 0;  // problems are reported, not failures
+    }
+    return 0;
+  };
+}
+
+}  // namespace facetrain::tools
