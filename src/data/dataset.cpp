@@ -94,7 +94,9 @@ class RecordIODataset : public Dataset {
   }
 
   std::string describe() const override {
-    return "recordio " + reader_.path() + ": " + layout_.describe() + ", " + std::to_string(num_classes_) + " classes";
+    std::string text = "recordio " + reader_.path() + ": " + layout_.describe();
+    if (layout_.kind != RecordLayout::kMs1m) text += ", " + std::to_string(num_classes_) + " classes";
+    return text;
   }
 
  private:
