@@ -12,4 +12,7 @@ build=${BUILD_DIR:-build}
 "$build/tools/facetrain" heads
 "$build/tools/facetrain" model list
 "$build/tools/facetrain" model summary --type mobilefacenet
+# The embedded dataset the trainer will train on: synthetic faces, written as insightface files.
+"$build/tools/facetrain" data synth --out "$build/synth" --identities 50 --images-per-identity 10 --val-pairs 200
+"$build/tools/facetrain" data inspect "$build/synth/train.rec"
 "$build/tools/facetrain" head-demo --config configs/head_demo.yaml --plot "$build/head_demo_loss.svg" "$@"

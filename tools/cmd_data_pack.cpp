@@ -19,7 +19,7 @@ namespace {
 
 int64_t default_threads() { return std::max<int64_t>(1, std::thread::hardware_concurrency()); }
 
-// A progress callback logging `what: <meter line>` at every 2% and at the end.
+// A progress callback logging `what: <meter line>` at every 2% (at most once a second) and at the end.
 data::ProgressFn progress_logger(std::shared_ptr<spdlog::logger> log, std::string what, std::string unit) {
   auto meter = std::make_shared<std::unique_ptr<ProgressMeter>>();
   auto last = std::make_shared<int64_t>(-1);
@@ -28,7 +28,8 @@ data::ProgressFn progress_logger(std::shared_ptr<spdlog::logger> log, std::strin
     if (!*meter) *meter = std::make_unique<ProgressMeter>(total, unit);
     const int64_t step = done * 50 / total;  // 2% steps
     if (step == *last && done != total) return;
-    if (done == total && *last == 51) return;  // the end is logged once
+    if (done != total && (*meter)->elapsed_seconds() < 1.0) return;  // a quick job logs only its end
+    if (done == total && *last == 51) return;                        // the end is logged once
     *last = done == total ? 51 : step;
     log->info("{}: {}", what, (*meter)->line(done));
   };
