@@ -1,4 +1,5 @@
 #include "facetrain/data/recordio.h"
+#include "facetrain/core/files.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -163,14 +164,6 @@ std::string quoted_line(std::string_view line) {
   }
   if (line.size() > kShown) out += "...";
   return out + "'";
-}
-
-void fsync_directory(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;  // best effort: the files themselves are synced and renamed
-  (void)::fsync(fd);
-  ::close(fd);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "facetrain/io/state_dict.h"
+#include "facetrain/core/files.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <fcntl.h>
@@ -450,14 +451,6 @@ void write_archive(PyTorchStreamWriter& writer, const StateDict& state, const st
     writer.writeRecord("data/" + std::to_string(i), t.data_ptr(), t.nbytes());
   }
   writer.writeEndOfFile();
-}
-
-void fsync_directory(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;  // best effort: the file itself is already synced and renamed
-  (void)::fsync(fd);
-  ::close(fd);
 }
 
 // --- loading ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 #include "facetrain/io/verification_bin.h"
+#include "facetrain/core/files.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -17,14 +18,6 @@ namespace {
 
 [[noreturn]] void write_error(const std::string& path, const std::string& detail) {
   throw DataError("cannot write verification bin '" + path + "': " + detail);
-}
-
-void fsync_directory(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;  // best effort: the file itself is already synced and renamed
-  (void)::fsync(fd);
-  ::close(fd);
 }
 
 bool is_numpy_object(const pickle::Value& v) {

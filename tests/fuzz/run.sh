@@ -12,8 +12,8 @@ out=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 mkdir -p "$out"
 case "$target" in
   pickle) sources=("$root/src/io/pickle.cpp" "$root/src/core/error.cpp") ;;
-  recordio) sources=("$root/src/data/recordio.cpp" "$root/src/core/error.cpp") ;;
-  idx) sources=("$root/src/data/recordio.cpp" "$root/src/core/error.cpp") ;;
+  recordio) sources=("$root/src/data/recordio.cpp" "$root/src/core/error.cpp" "$root/src/core/files.cpp") ;;
+  idx) sources=("$root/src/data/recordio.cpp" "$root/src/core/error.cpp" "$root/src/core/files.cpp") ;;
   *) echo "run.sh: unknown target '$target' (known: pickle, recordio, idx)" >&2; exit 2 ;;
 esac
 bin="$out/fuzz_$target"
