@@ -11,6 +11,7 @@
 #include <iterator>
 #include <map>
 
+#include "data_testing.h"
 #include "facetrain/config/reader.h"
 #include "facetrain/core/error.h"
 #include "facetrain/data/dataset.h"
@@ -18,32 +19,15 @@
 #include "facetrain/data/recordio.h"
 
 namespace fd = facetrain::data;
+namespace ft = facetrain::testing;
+using ft::slurp;
+using ft::spit;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string fixture(const std::string& name) {
-  return std::string(FACETRAIN_SOURCE_DIR) + "/tests/data/recordio/" + name;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const facetrain::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string fixture(const std::string& name) { return ft::recordio_fixture(name); }
+std::string error_of(const std::function<void()>& f) { return ft::error_message(f); }
 
 std::string png(int side, int value) {
   cv::Mat image(side, side, CV_8UC3, cv::Scalar(value, value + 1, value + 2));

@@ -21,41 +21,18 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "data_testing.h"
 #include "facetrain/core/error.h"
 #include "facetrain/data/image_list.h"
 #include "facetrain/data/recordio.h"
 
 namespace fd = facetrain::data;
+namespace ft = facetrain::testing;
+using ft::slurp;
+using ft::spit;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string fixture(const std::string& name) {
-  return std::string(FACETRAIN_SOURCE_DIR) + "/tests/data/recordio/" + name;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::remove(path.c_str());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::string unhex(const std::string& hex) {
-  if (hex == "-") return {};
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
 
 // The image records of a fixture manifest (see tests/python/make_recordio_fixtures.py).
 struct ManifestImage {
@@ -65,20 +42,9 @@ struct ManifestImage {
 };
 
 std::vector<ManifestImage> manifest_images(const std::string& name) {
-  std::istringstream in(slurp(fixture(name + ".txt")));
   std::vector<ManifestImage> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> cols;
-    std::istringstream fields(line);
-    for (std::string c; std::getline(fields, c, '\t');) cols.push_back(c);
-    if (cols.at(3) != "image") continue;
-    ManifestImage m;
-    m.key = std::stoull(cols.at(0));
-    m.label = cols.at(8) == "-" ? std::stof(cols.at(5)) : std::stof(cols.at(8).substr(0, cols.at(8).find(',')));
-    m.image = unhex(cols.at(9));
-    out.push_back(m);
+  for (const auto& r : ft::read_manifest(name)) {
+    if (r.image) out.push_back({r.key, r.header.primary_label(), r.image_bytes});
   }
   EXPECT_FALSE(out.empty()) << name;
   return out;
@@ -103,19 +69,7 @@ std::map<std::string, std::string> tree(const fs::path& dir) {
   return out;
 }
 
-template <class F>
-std::string data_error(const F& f) {
-  try {
-    f();
-  } catch (const facetrain::DataError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected facetrain::DataError, got: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "expected facetrain::DataError, nothing thrown";
-  return {};
-}
+std::string data_error(const std::function<void()>& f) { return ft::error_message<facetrain::DataError>(f); }
 
 #define EXPECT_HAS(haystack, needle) EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
 
@@ -303,7 +257,7 @@ TEST_F(DatasetToolsUnpack, FixturesGiveEveryImageRecord) {
   ASSERT_EQ(split.size(), 3u);
   for (const auto& [name, want, skipped] : {std::make_tuple("ms1m", ms1m, 0), std::make_tuple("split", split, 6)}) {
     const std::string out = path(std::string(name) + "_out");
-    const auto summary = fd::unpack_records(fixture(std::string(name) + ".rec"), out);
+    const auto summary = fd::unpack_records(ft::recordio_fixture(std::string(name) + ".rec"), out);
     EXPECT_EQ(summary.images, static_cast<int64_t>(want.size())) << name;
     EXPECT_EQ(summary.skipped, skipped) << name;
     std::map<std::string, std::string> expected;
@@ -321,7 +275,7 @@ TEST_F(DatasetToolsUnpack, FixturesGiveEveryImageRecord) {
 TEST_F(DatasetToolsUnpack, FlatFixtureStopsAtItsFractionalLabel) {
   // flat holds key 3 with label 0.5 (stored sixth): unpack names it; the records before it are out.
   const std::string out = path("flat_out");
-  const auto m = data_error([&] { fd::unpack_records(fixture("flat.rec"), out); });
+  const auto m = data_error([&] { fd::unpack_records(ft::recordio_fixture("flat.rec"), out); });
   EXPECT_HAS(m, "flat.rec");
   EXPECT_HAS(m, "key 3");
   EXPECT_HAS(m, "label 0.5");
@@ -335,7 +289,7 @@ TEST_F(DatasetToolsUnpack, FlatFixtureStopsAtItsFractionalLabel) {
 
   // Without key 3 (copied record by record), everything comes out, the empty image included.
   {
-    fd::RecordIOReader in(fixture("flat.rec"));
+    fd::RecordIOReader in(ft::recordio_fixture("flat.rec"));
     fd::RecordIOWriter copy(path("flat_ok.rec"));
     for (uint64_t key : in.keys()) {
       if (key != 3) copy.write_payload(key, in.read_payload(key));
@@ -357,7 +311,7 @@ TEST_F(DatasetToolsUnpack, FlatFixtureStopsAtItsFractionalLabel) {
 TEST_F(DatasetToolsUnpack, WithoutIndexKeysArePositions) {
   // split.rec without its .idx: records in file order 3 0 4 1 6 2 5 8 7; image records are keys
   // 6, 5 and 8, at positions 4, 6 and 7.
-  fs::copy_file(fixture("split.rec"), path("split.rec"));
+  fs::copy_file(ft::recordio_fixture("split.rec"), path("split.rec"));
   std::vector<std::pair<int64_t, int64_t>> progress;
   const auto summary = fd::unpack_records(path("split.rec"), path("out"),
                                           [&](int64_t done, int64_t total) { progress.emplace_back(done, total); });
@@ -407,7 +361,7 @@ TEST_F(DatasetToolsUnpack, UnpackOfPackGivesTheFolderBack) {
 // --- inspect ---------------------------------------------------------------------------------
 
 TEST_F(DatasetToolsInspect, Fixtures) {
-  const auto ms1m = fd::inspect_dataset(fixture("ms1m.rec"));
+  const auto ms1m = fd::inspect_dataset(ft::recordio_fixture("ms1m.rec"));
   EXPECT_EQ(ms1m.kind, "recordio");
   EXPECT_EQ(ms1m.layout, "MS1M layout: 6 images, 3 classes (meta record stored after the images)");
   EXPECT_EQ(ms1m.images, 6);
@@ -419,7 +373,7 @@ TEST_F(DatasetToolsInspect, Fixtures) {
   EXPECT_EQ(ms1m.problem_count, 0);
 
   // flat: labels 3 0 1 2 1 0.5 4 (key 9 has no image bytes).
-  const auto flat = fd::inspect_dataset(fixture("flat.rec"));
+  const auto flat = fd::inspect_dataset(ft::recordio_fixture("flat.rec"));
   EXPECT_EQ(flat.layout, "flat layout: 7 images");
   EXPECT_EQ(flat.images, 7);
   EXPECT_EQ(flat.identities, 5);
@@ -431,7 +385,7 @@ TEST_F(DatasetToolsInspect, Fixtures) {
   EXPECT_TRUE(has_problem(flat, "key 9:", "empty image")) << all_problems(flat);
 
   // split: key 0 is a raw payload, so the file is flat; six payloads are not image records.
-  const auto split = fd::inspect_dataset(fixture("split.rec"));
+  const auto split = fd::inspect_dataset(ft::recordio_fixture("split.rec"));
   EXPECT_EQ(split.layout, "flat layout: 9 images");
   EXPECT_EQ(split.identities, 3);
   EXPECT_EQ(split.problem_count, 6) << all_problems(split);
@@ -439,7 +393,7 @@ TEST_F(DatasetToolsInspect, Fixtures) {
 
   // The text and JSON forms.
   const std::string text = flat.to_text();
-  EXPECT_HAS(text, "path: " + fixture("flat.rec") + "\n");
+  EXPECT_HAS(text, "path: " + ft::recordio_fixture("flat.rec") + "\n");
   EXPECT_HAS(text, "kind: recordio\n");
   EXPECT_HAS(text, "layout: flat layout: 7 images\n");
   EXPECT_HAS(text, "images: 7\nidentities: 5\n");
@@ -595,9 +549,9 @@ TEST_F(DatasetToolsErrors, NamesTheFile) {
   EXPECT_HAS(m, "empty_folder");
 
   // A truncated .rec: with its .idx, the index points past the end; without, the last record is cut.
-  const std::string rec = slurp(fixture("ms1m.rec"));
+  const std::string rec = slurp(ft::recordio_fixture("ms1m.rec"));
   spit(path("cut.rec"), rec.substr(0, 270));  // inside key 6 (offset 244)
-  fs::copy_file(fixture("ms1m.idx"), path("cut.idx"));
+  fs::copy_file(ft::recordio_fixture("ms1m.idx"), path("cut.idx"));
   m = data_error([&] { fd::inspect_dataset(path("cut.rec")); });
   EXPECT_HAS(m, "cut.rec");
   m = data_error([&] { fd::unpack_records(path("cut.rec"), path("cut_out")); });

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "data_testing.h"
 #include "facetrain/core/error.h"
 #include "facetrain/data/loader.h"
 
@@ -88,14 +89,7 @@ void expect_same(const std::vector<fd::Batch>& a, const std::vector<fd::Batch>& 
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const facetrain::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& f) { return facetrain::testing::error_message(f); }
 
 }  // namespace
 

@@ -18,42 +18,22 @@
 #include <sstream>
 #include <thread>
 
+#include "data_testing.h"
 #include "facetrain/core/error.h"
 
 namespace fd = facetrain::data;
+namespace ft = facetrain::testing;
+using ft::ManifestRecord;
+using ft::read_manifest;
+using ft::recordio_fixture;
+using ft::slurp;
+using ft::spit;
+using ft::unhex;
 namespace fs = std::filesystem;
 
 namespace {
 
 const std::string kMagic("\x0a\x23\xd7\xce", 4);
-
-std::string fixture(const std::string& name) {
-  return std::string(FACETRAIN_SOURCE_DIR) + "/tests/data/recordio/" + name;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Replaces the file with a new one: rewriting it in place (O_TRUNC) would make ext4 flush it to
-// disk on close (auto_da_alloc), ~3 ms per file.
-void spit(const std::string& path, const std::string& bytes) {
-  std::remove(path.c_str());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::string unhex(const std::string& hex) {
-  if (hex == "-") return {};
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
 
 std::string u32(uint32_t v) {
   std::string out(4, '\0');
@@ -68,47 +48,6 @@ std::string chunk(uint32_t cflag, const std::string& data) {
   return out;
 }
 
-// One manifest line of a fixture (see make_recordio_fixtures.py).
-struct Expected {
-  uint64_t key = 0;
-  uint64_t offset = 0;
-  std::string payload;
-  bool image = false;
-  fd::RecordHeader header;
-  std::string image_bytes;
-};
-
-std::vector<Expected> manifest(const std::string& name) {
-  std::istringstream in(slurp(fixture(name + ".txt")));
-  std::vector<Expected> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> cols;
-    std::istringstream fields(line);
-    for (std::string c; std::getline(fields, c, '\t');) cols.push_back(c);
-    Expected e;
-    e.key = std::stoull(cols.at(0));
-    e.offset = std::stoull(cols.at(1));
-    e.payload = unhex(cols.at(2));
-    e.image = cols.at(3) == "image";
-    if (e.image) {
-      e.header.flag = static_cast<uint32_t>(std::stoul(cols.at(4)));
-      e.header.label = std::stof(cols.at(5));
-      e.header.id = std::stoull(cols.at(6));
-      e.header.id2 = std::stoull(cols.at(7));
-      if (cols.at(8) != "-") {
-        std::istringstream labels(cols.at(8));
-        for (std::string v; std::getline(labels, v, ',');) e.header.labels.push_back(std::stof(v));
-      }
-      e.image_bytes = unhex(cols.at(9));
-    }
-    out.push_back(std::move(e));
-  }
-  EXPECT_FALSE(out.empty()) << name;
-  return out;
-}
-
 void expect_header(const fd::RecordHeader& got, const fd::RecordHeader& want, const std::string& what) {
   EXPECT_EQ(got.flag, want.flag) << what;
   EXPECT_EQ(got.label, want.label) << what;
@@ -117,33 +56,8 @@ void expect_header(const fd::RecordHeader& got, const fd::RecordHeader& want, co
   EXPECT_EQ(got.labels, want.labels) << what;
 }
 
-// The message of the facetrain::DataError `f` throws; fails the test if it throws nothing or
-// anything else.
-std::string data_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const facetrain::DataError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected facetrain::DataError, got: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "expected facetrain::DataError, nothing was thrown";
-  return {};
-}
-
-std::string argument_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const facetrain::ArgumentError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected facetrain::ArgumentError, got: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "expected facetrain::ArgumentError, nothing was thrown";
-  return {};
-}
+std::string data_error(const std::function<void()>& f) { return ft::error_message<facetrain::DataError>(f); }
+std::string argument_error(const std::function<void()>& f) { return ft::error_message<facetrain::ArgumentError>(f); }
 
 #define EXPECT_HAS(message, piece) EXPECT_NE((message).find(piece), std::string::npos) << (message)
 
@@ -159,8 +73,9 @@ class RecordIOFiles : public ::testing::Test {
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   // Copies fixture NAME.rec/.idx into the temporary folder; returns the .rec path.
   std::string copy_fixture(const std::string& name, bool with_index = true) {
-    fs::copy_file(fixture(name + ".rec"), path(name + ".rec"), fs::copy_options::overwrite_existing);
-    if (with_index) fs::copy_file(fixture(name + ".idx"), path(name + ".idx"), fs::copy_options::overwrite_existing);
+    fs::copy_file(recordio_fixture(name + ".rec"), path(name + ".rec"), fs::copy_options::overwrite_existing);
+    if (with_index)
+      fs::copy_file(recordio_fixture(name + ".idx"), path(name + ".idx"), fs::copy_options::overwrite_existing);
     return path(name + ".rec");
   }
   // Writes a .rec of hand-made bytes and, if given, an .idx; returns the .rec path.
@@ -224,14 +139,14 @@ TEST(RecordIOPayload, IndexPathFor) {
 TEST(RecordIOFixtures, EveryKeyLabelAndByte) {
   for (const char* name : kFixtures) {
     SCOPED_TRACE(name);
-    const auto want = manifest(name);
-    fd::RecordIOReader reader(fixture(std::string(name) + ".rec"));
+    const auto want = read_manifest(name);
+    fd::RecordIOReader reader(recordio_fixture(std::string(name) + ".rec"));
     ASSERT_TRUE(reader.has_index());
-    EXPECT_EQ(reader.index_path(), fixture(std::string(name) + ".idx"));
-    EXPECT_EQ(reader.file_size(), slurp(fixture(std::string(name) + ".rec")).size());
+    EXPECT_EQ(reader.index_path(), recordio_fixture(std::string(name) + ".idx"));
+    EXPECT_EQ(reader.file_size(), slurp(recordio_fixture(std::string(name) + ".rec")).size());
     ASSERT_EQ(reader.size(), want.size());
     for (size_t i = 0; i < want.size(); ++i) {
-      const Expected& e = want[i];
+      const ManifestRecord& e = want[i];
       const std::string what = std::string(name) + " key " + std::to_string(e.key);
       EXPECT_EQ(reader.keys()[i], e.key) << what;  // .idx order
       EXPECT_EQ(reader.offsets()[i], e.offset) << what;
@@ -258,7 +173,7 @@ TEST(RecordIOFixtures, EveryKeyLabelAndByte) {
 }
 
 TEST(RecordIOFixtures, Ms1mLabelsFollowInsightface) {
-  fd::RecordIOReader reader(fixture("ms1m.rec"));
+  fd::RecordIOReader reader(recordio_fixture("ms1m.rec"));
   const fd::Record meta = reader.read(0);
   EXPECT_EQ(meta.header.flag, 2u);
   EXPECT_EQ(meta.header.labels, (std::vector<float>{7.0f, 10.0f}));
@@ -279,7 +194,7 @@ TEST(RecordIOFixtures, Ms1mLabelsFollowInsightface) {
 
 // The split fixture really contains what it claims: read the chunk headers independently.
 TEST(RecordIOFixtures, SplitFixtureHasEveryKindOfChunk) {
-  const std::string rec = slurp(fixture("split.rec"));
+  const std::string rec = slurp(recordio_fixture("split.rec"));
   int count[4] = {0, 0, 0, 0};
   int empty[4] = {0, 0, 0, 0};
   for (size_t pos = 0; pos + 8 <= rec.size();) {
@@ -304,9 +219,10 @@ TEST(RecordIOFixtures, SplitFixtureHasEveryKindOfChunk) {
 TEST(RecordIOFixtures, SequentialModeWalksTheFile) {
   for (const char* name : kFixtures) {
     SCOPED_TRACE(name);
-    auto want = manifest(name);
-    std::sort(want.begin(), want.end(), [](const Expected& a, const Expected& b) { return a.offset < b.offset; });
-    fd::RecordIOReader reader(fixture(std::string(name) + ".rec"));
+    auto want = read_manifest(name);
+    std::sort(want.begin(), want.end(),
+              [](const ManifestRecord& a, const ManifestRecord& b) { return a.offset < b.offset; });
+    fd::RecordIOReader reader(recordio_fixture(std::string(name) + ".rec"));
     for (int pass = 0; pass < 2; ++pass) {
       size_t i = 0;
       std::string payload;
@@ -345,7 +261,7 @@ TEST_F(RecordIOFiles, WithoutIndexStreamsOnly) {
   EXPECT_TRUE(reader.keys().empty());
   EXPECT_HAS(data_error([&] { reader.read(5); }), "there is no index");
   EXPECT_HAS(data_error([&] { fd::detect_layout(reader); }), "needs the index");
-  const auto want = manifest("flat");
+  const auto want = read_manifest("flat");
   fd::Record r;
   size_t n = 0;
   while (reader.next(r)) {
@@ -359,16 +275,16 @@ TEST_F(RecordIOFiles, WithoutIndexStreamsOnly) {
 }
 
 TEST(RecordIOFixtures, ReaderMoves) {
-  fd::RecordIOReader a(fixture("flat.rec"));
+  fd::RecordIOReader a(recordio_fixture("flat.rec"));
   fd::RecordIOReader b(std::move(a));
   EXPECT_EQ(b.read(7).header.id2, 0x0123456789ABCDEFull);
-  fd::RecordIOReader c(fixture("ms1m.rec"));
+  fd::RecordIOReader c(recordio_fixture("ms1m.rec"));
   c = std::move(b);
   EXPECT_EQ(c.read(0).header.id, 0xFFFFFFFFFFFFFFFFull);
 }
 
 TEST(RecordIOConcurrency, ParallelReadsAgree) {
-  const fd::RecordIOReader reader(fixture("split.rec"));
+  const fd::RecordIOReader reader(recordio_fixture("split.rec"));
   std::vector<std::string> want;
   for (uint64_t key : reader.keys()) want.push_back(reader.read_payload(key));
   std::vector<int> bad(4, 0);
@@ -394,7 +310,7 @@ TEST_F(RecordIOFiles, WriterIsByteIdenticalToMxnet) {
     const std::string rec = path(std::string(name) + ".rec");
     {
       fd::RecordIOWriter writer(rec);
-      for (const Expected& e : manifest(name)) {
+      for (const ManifestRecord& e : read_manifest(name)) {
         EXPECT_EQ(writer.tell(), e.offset);
         const uint64_t offset =
             e.image ? writer.write(e.key, e.header, e.image_bytes) : writer.write_payload(e.key, e.payload);
@@ -402,8 +318,8 @@ TEST_F(RecordIOFiles, WriterIsByteIdenticalToMxnet) {
       }
       writer.finish();
     }
-    EXPECT_EQ(slurp(rec), slurp(fixture(std::string(name) + ".rec")));
-    EXPECT_EQ(slurp(path(std::string(name) + ".idx")), slurp(fixture(std::string(name) + ".idx")));
+    EXPECT_EQ(slurp(rec), slurp(recordio_fixture(std::string(name) + ".rec")));
+    EXPECT_EQ(slurp(path(std::string(name) + ".idx")), slurp(recordio_fixture(std::string(name) + ".idx")));
   }
 }
 
@@ -511,7 +427,7 @@ TEST_F(RecordIOFiles, WriterContract) {
 // --- layouts --------------------------------------------------------------------------------
 
 TEST(RecordIOLayout, Ms1m) {
-  fd::RecordIOReader reader(fixture("ms1m.rec"));
+  fd::RecordIOReader reader(recordio_fixture("ms1m.rec"));
   const fd::RecordLayout layout = fd::detect_layout(reader);
   EXPECT_EQ(layout.kind, fd::RecordLayout::kMs1m);
   EXPECT_EQ(layout.num_images, 6);
@@ -533,7 +449,7 @@ TEST(RecordIOLayout, Ms1m) {
 }
 
 TEST(RecordIOLayout, Flat) {
-  fd::RecordIOReader reader(fixture("flat.rec"));
+  fd::RecordIOReader reader(recordio_fixture("flat.rec"));
   const fd::RecordLayout layout = fd::detect_layout(reader);
   EXPECT_EQ(layout.kind, fd::RecordLayout::kFlat);
   EXPECT_EQ(layout.num_images, 7);
@@ -693,7 +609,7 @@ TEST_F(RecordIOFiles, PayloadErrorsNameTheRecord) {
 }
 
 TEST_F(RecordIOFiles, IndexErrors) {
-  const std::string good = slurp(fixture("flat.rec"));  // 328 bytes; key 2 is at 56
+  const std::string good = slurp(recordio_fixture("flat.rec"));  // 328 bytes; key 2 is at 56
   struct Case {
     std::string idx;
     std::string message;
@@ -735,11 +651,11 @@ TEST_F(RecordIOFiles, IndexErrors) {
 TEST_F(RecordIOFiles, TruncatedAtEveryLength) {
   for (const char* name : kFixtures) {
     SCOPED_TRACE(name);
-    const std::string full = slurp(fixture(std::string(name) + ".rec"));
-    const std::string idx = slurp(fixture(std::string(name) + ".idx"));
-    auto want = manifest(name);
+    const std::string full = slurp(recordio_fixture(std::string(name) + ".rec"));
+    const std::string idx = slurp(recordio_fixture(std::string(name) + ".idx"));
+    auto want = read_manifest(name);
     std::vector<uint64_t> ends;  // record end offsets in file order
-    for (const Expected& e : want) ends.push_back(e.offset);
+    for (const ManifestRecord& e : want) ends.push_back(e.offset);
     std::sort(ends.begin(), ends.end());
     ends.erase(ends.begin());
     ends.push_back(full.size());
@@ -768,13 +684,13 @@ TEST_F(RecordIOFiles, TruncatedAtEveryLength) {
       // reads iff its record is whole.
       spit(path("t.idx"), idx);
       bool past_end = false;
-      for (const Expected& e : want) past_end |= e.offset >= len;
+      for (const ManifestRecord& e : want) past_end |= e.offset >= len;
       if (past_end) {
         EXPECT_HAS(data_error([&] { fd::RecordIOReader reader(rec); }), "is past the end of");
         continue;
       }
       fd::RecordIOReader reader(rec);
-      for (const Expected& e : want) {
+      for (const ManifestRecord& e : want) {
         const uint64_t end = *std::upper_bound(ends.begin(), ends.end(), e.offset);
         if (end <= len) {
           EXPECT_EQ(reader.read_payload(e.key), e.payload);
@@ -790,10 +706,10 @@ TEST_F(RecordIOFiles, TruncatedAtEveryLength) {
 // out, and a damaged chunk magic is always noticed.
 TEST_F(RecordIOFiles, FlippedBytesOnlyGiveDataErrors) {
   size_t errors = 0, clean = 0;
-  auto exercise = [&](const std::string& rec, const std::vector<Expected>& want) {
+  auto exercise = [&](const std::string& rec, const std::vector<ManifestRecord>& want) {
     try {
       fd::RecordIOReader reader(rec);
-      for (const Expected& e : want) {
+      for (const ManifestRecord& e : want) {
         if (!reader.contains(e.key)) continue;
         try {
           if (e.image) {
@@ -822,9 +738,9 @@ TEST_F(RecordIOFiles, FlippedBytesOnlyGiveDataErrors) {
   };
   for (const char* name : kFixtures) {
     SCOPED_TRACE(name);
-    const auto want = manifest(name);
-    const std::string full = slurp(fixture(std::string(name) + ".rec"));
-    const std::string idx = slurp(fixture(std::string(name) + ".idx"));
+    const auto want = read_manifest(name);
+    const std::string full = slurp(recordio_fixture(std::string(name) + ".rec"));
+    const std::string idx = slurp(recordio_fixture(std::string(name) + ".idx"));
     const std::string rec = path("f.rec");
     spit(path("f.idx"), idx);
     for (size_t i = 0; i < full.size(); ++i) {
@@ -836,7 +752,7 @@ TEST_F(RecordIOFiles, FlippedBytesOnlyGiveDataErrors) {
       }
     }
     // A damaged magic in the first chunk of a record is always an error.
-    for (const Expected& e : want) {
+    for (const ManifestRecord& e : want) {
       std::string damaged = full;
       damaged[e.offset + 2] = static_cast<char>(damaged[e.offset + 2] ^ 0x10);
       spit(rec, damaged);

@@ -17,6 +17,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "data_testing.h"
 #include "facetrain/config/reader.h"
 #include "facetrain/core/error.h"
 #include "facetrain/data/recordio.h"
@@ -26,13 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using facetrain::testing::slurp;
 
 bool same_pixels(const cv::Mat& a, const cv::Mat& b) {
   return a.size() == b.size() && a.type() == b.type() && cv::norm(a, b, cv::NORM_INF) == 0;
