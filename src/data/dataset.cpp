@@ -40,14 +40,6 @@ int64_t checked_label(float label, int64_t num_classes, const std::string& where
   return value;
 }
 
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(path + ": cannot open the image file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw DataError(path + ": cannot read the image file");
-  return bytes;
-}
-
 // ---- recordio -----------------------------------------------------------------------------------
 
 class RecordIODataset : public Dataset {
@@ -151,14 +143,14 @@ class ImageListDataset : public Dataset {
     Sample sample;
     sample.label = checked_label(static_cast<float>(entry.label), num_classes_, where(index));
     if (entry.aligned) {
-      sample.encoded = read_file_bytes(entry.path);
+      sample.encoded = read_image_file(entry.path);
       return sample;
     }
     // insightface lists mark unaligned photos; align them with the list's landmarks.
     if (!entry.face) {
       throw DataError(where(index) + ": marked as not aligned, but the list gives no landmarks to align it with");
     }
-    std::string bytes = read_file_bytes(entry.path);
+    std::string bytes = read_image_file(entry.path);
     cv::Mat photo = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data()), cv::IMREAD_COLOR);
     if (photo.empty()) throw DataError(where(index) + ": cannot decode the image");
     Landmarks5 points;

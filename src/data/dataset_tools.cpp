@@ -72,34 +72,6 @@ void run_windows(size_t total, int64_t threads, const Load& load, const Consume&
   }
 }
 
-std::string read_whole_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw DataError("image file '" + path + "': cannot open it: " + std::strerror(errno));
-  std::string out;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw DataError("image file '" + path + "': not a regular file");
-  }
-  out.resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  for (;;) {
-    if (done == out.size()) out.resize(done + 65536);  // the file grew, or st_size was 0 (procfs)
-    const ssize_t got = ::read(fd, &out[done], out.size() - done);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      throw DataError("image file '" + path + "': reading it failed: " + std::strerror(error));
-    }
-    if (got == 0) break;
-    done += static_cast<size_t>(got);
-  }
-  ::close(fd);
-  out.resize(done);
-  return out;
-}
-
 // Writes `bytes` to a new file `path` (an existing one is replaced); a failed write leaves no file.
 void write_whole_file(const std::string& path, const std::string& bytes) {
   ::unlink(path.c_str());  // a fresh inode: truncating would make ext4 flush on close
@@ -419,7 +391,7 @@ InspectReport inspect_folder(const std::string& path, const InspectOptions& opti
           return 0;
         }
         try {
-          const std::string bytes = read_whole_file(file);
+          const std::string bytes = read_image_file(file);
           c.empty = bytes.empty();
           if (!c.empty) c.decodes = decodes(bytes);
           return 0;  // the bytes are not kept
@@ -512,7 +484,7 @@ PackSummary pack_images(const ImageList& list, const std::string& prefix, const 
       [&](size_t index, size_t slot) -> uint64_t {
         errors[slot] = nullptr;
         try {
-          bytes[slot] = read_whole_file(list.entries[order[index]].path);
+          bytes[slot] = read_image_file(list.entries[order[index]].path);
           return bytes[slot].size();
         } catch (...) {
           bytes[slot].clear();

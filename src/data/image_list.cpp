@@ -1,5 +1,11 @@
 #include "facetrain/data/image_list.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -191,6 +197,34 @@ ImageList read_image_list(const std::string& path) {
   if (list.entries.empty()) fail(path, "the list holds no images");
   list.num_classes = max_label + 1;
   return list;
+}
+
+std::string read_image_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw DataError("image file '" + path + "': cannot open it: " + std::strerror(errno));
+  std::string out;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw DataError("image file '" + path + "': not a regular file");
+  }
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  for (;;) {
+    if (done == out.size()) out.resize(done + 65536);  // the file grew, or st_size was 0 (procfs)
+    const ssize_t got = ::read(fd, &out[done], out.size() - done);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      const int error = errno;
+      ::close(fd);
+      throw DataError("image file '" + path + "': reading it failed: " + std::strerror(error));
+    }
+    if (got == 0) break;
+    done += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  out.resize(done);
+  return out;
 }
 
 }  // namespace facetrain::data

@@ -136,7 +136,8 @@ TEST_F(DatasetFiles, ImageFolderAndList) {
   EXPECT_EQ(list->get(1).encoded, png(112, 10));
 
   fs::remove(path("faces/b/1.png"));
-  EXPECT_EQ(error_of([&] { list->get(1); }), path("faces/b/1.png") + ": cannot open the image file");
+  EXPECT_EQ(error_of([&] { list->get(1); }),
+            "image file '" + path("faces/b/1.png") + "': cannot open it: No such file or directory");
 }
 
 TEST_F(DatasetFiles, UnalignedListEntriesAreAlignedWithTheirLandmarks) {

@@ -56,4 +56,8 @@ ImageList scan_image_folder(const std::string& root);
 /// fractional label, or a column count that fits neither dialect; and for an empty list.
 ImageList read_image_list(const std::string& path);
 
+/// The bytes of an image file (any size, read whole). Throws facetrain::DataError "image file
+/// 'PATH': cannot open it: <reason>" (or "not a regular file", "reading it failed: <reason>").
+std::string read_image_file(const std::string& path);
+
 }  // namespace facetrain::data
