@@ -28,4 +28,12 @@ Runner add_data_synth_command(CLI::App& data);
 /// `facetrain data pack|unpack|inspect` (cmd_data_pack.cpp), registered on the `data` group.
 Runner add_data_pack_commands(CLI::App& data);
 
+/// `facetrain eval` (cmd_eval.cpp): the verification protocol on `.bin` files or on precomputed
+/// embeddings; `eval ijb` (IJB-B/C 1:1).
+Runner add_eval_command(CLI::App& app);
+/// `facetrain embed` (cmd_embed.cpp): embeddings of images as a NumPy `.npy`.
+Runner add_embed_command(CLI::App& app);
+/// `facetrain export` (cmd_export.cpp): backbone weights for PyTorch.
+Runner add_export_command(CLI::App& app);
+
 }  // namespace facetrain::tools

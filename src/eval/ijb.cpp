@@ -1,0 +1,1 @@
+#include "facetrain/eval/ijb.h"

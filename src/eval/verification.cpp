@@ -1,0 +1,1 @@
+#include "facetrain/eval/verification.h"

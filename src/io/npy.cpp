@@ -1,0 +1,1 @@
+#include "facetrain/io/npy.h"
