@@ -40,7 +40,8 @@ Runner add_align_command(CLI::App& data) {
 Runner add_data_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("data", "Datasets: synthesise, pack, unpack, inspect, align");
   cmd->require_subcommand(1, 1);
-  std::vector<Runner> runners{add_data_synth_command(*cmd), add_data_pack_commands(*cmd), add_align_command(*cmd)};
+  std::vector<Runner> runners{add_data_synth_command(*cmd), add_data_synth_ijb_command(*cmd),
+                              add_data_pack_commands(*cmd), add_align_command(*cmd)};
   return [runners] {
     int rc = 0;
     for (const auto& run : runners) rc = std::max(rc, run());

@@ -12,6 +12,7 @@
 #include "facetrain/core/error.h"
 #include "facetrain/core/progress.h"
 #include "facetrain/data/synthetic.h"
+#include "facetrain/eval/ijb.h"
 #include "facetrain/io/verification_bin.h"
 
 namespace facetrain::tools {
@@ -43,15 +44,7 @@ Runner add_data_synth_command(CLI::App& data) {
     }
     if (!issues.empty()) throw ConfigError(issues);
 
-    std::unique_ptr<ProgressMeter> meter;
-    int64_t last_step = -1;
-    options->progress = [&](int64_t done, int64_t total) {
-      if (!meter) meter = std::make_unique<ProgressMeter>(total, "image");
-      const int64_t step = done * 50 / total;  // every 2%, and at the end
-      if (step == last_step && done != total) return;
-      last_step = step;
-      spdlog::info("synth: {}", meter->line(done));
-    };
+    options->progress = progress_logger("synth", "image");
     spdlog::info("synth: {} into {}", options->describe(), options->out_dir);
     const auto val = data::write_synthetic_dataset(*options);
     const std::string bin = (std::filesystem::path(options->out_dir) / "synth_val.bin").string();
@@ -61,6 +54,32 @@ Runner add_data_synth_command(CLI::App& data) {
         "identities to {}",
         options->identities * options->images_per_identity, options->identities, options->out_dir, val.issame.size(),
         options->val_identities, bin);
+    return 0;
+  };
+}
+
+Runner add_data_synth_ijb_command(CLI::App& data) {
+  struct Args {
+    std::string out, target = "IJBC";
+    eval::IjbFixtureOptions fixture;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = data.add_subcommand(
+      "synth-ijb", "Write a tiny IJB-B/C layout dataset of synthetic faces (meta/, loose_crop/) to try `eval ijb`");
+  cmd->add_option("--out", args->out, "Dataset root (created if missing)")->required();
+  cmd->add_option("--target", args->target, "IJBB or IJBC")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"IJBB", "IJBC"}));
+  cmd->add_option("--identities", args->fixture.identities, "Identities (>= 2)")->capture_default_str();
+  cmd->add_option("--templates-per-identity", args->fixture.templates_per_identity, "Templates per identity (>= 2)")
+      ->capture_default_str();
+  cmd->add_option("--seed", args->fixture.seed, "Random seed: the same seed writes the same files")
+      ->capture_default_str();
+  return [args, cmd] {
+    if (!cmd->parsed()) return 0;
+    const auto fixture = eval::write_ijb_fixture(args->out, args->target, args->fixture);
+    spdlog::info("wrote {} images of {} identities in the {} layout to {}", fixture.identity.size(),
+                 args->fixture.identities, args->target, args->out);
     return 0;
   };
 }

@@ -25,12 +25,16 @@ Runner add_model_command(CLI::App& app);
 Runner add_data_command(CLI::App& app);
 /// `facetrain data synth` (cmd_data_synth.cpp), registered on the `data` group.
 Runner add_data_synth_command(CLI::App& data);
+/// `facetrain data synth-ijb` (cmd_data_synth.cpp): a tiny IJB-layout dataset, registered on `data`.
+Runner add_data_synth_ijb_command(CLI::App& data);
 /// `facetrain data pack|unpack|inspect` (cmd_data_pack.cpp), registered on the `data` group.
 Runner add_data_pack_commands(CLI::App& data);
 
 /// `facetrain eval` (cmd_eval.cpp): the verification protocol on `.bin` files or on precomputed
 /// embeddings; `eval ijb` (IJB-B/C 1:1).
 Runner add_eval_command(CLI::App& app);
+/// `facetrain eval ijb` (cmd_eval_ijb.cpp), registered on the `eval` command.
+Runner add_eval_ijb_command(CLI::App& eval);
 /// `facetrain embed` (cmd_embed.cpp): embeddings of images as a NumPy `.npy`.
 Runner add_embed_command(CLI::App& app);
 /// `facetrain export` (cmd_export.cpp): backbone weights for PyTorch.

@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   add(&facetrain::tools::add_head_demo_command);
   add(&facetrain::tools::add_model_command);
   add(&facetrain::tools::add_data_command);
+  add(&facetrain::tools::add_eval_command);
+  add(&facetrain::tools::add_embed_command);
+  add(&facetrain::tools::add_export_command);
 
   try {
     app.parse(argc, argv);

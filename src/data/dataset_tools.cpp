@@ -13,6 +13,7 @@
 #include <exception>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -24,6 +25,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "facetrain/core/error.h"
+#include "facetrain/core/files.h"
 #include "facetrain/data/recordio.h"
 
 namespace facetrain::data {
@@ -69,32 +71,6 @@ void run_windows(size_t total, int64_t threads, const Load& load, const Consume&
     const size_t count = std::min(next.load(), cap);  // slots [0, count) were all loaded
     for (size_t slot = 0; slot < count; ++slot) consume(start + slot, slot);
     start += count;
-  }
-}
-
-// Writes `bytes` to a new file `path` (an existing one is replaced); a failed write leaves no file.
-void write_whole_file(const std::string& path, const std::string& bytes) {
-  ::unlink(path.c_str());  // a fresh inode: truncating would make ext4 flush on close
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw DataError("cannot create '" + path + "': " + std::strerror(errno));
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      ::unlink(path.c_str());
-      throw DataError("writing '" + path + "' failed: " + std::strerror(error));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0) {
-    const int error = errno;
-    ::unlink(path.c_str());
-    throw DataError("writing '" + path + "' failed: " + std::strerror(error));
   }
 }
 
@@ -513,7 +489,7 @@ PackSummary pack_images(const ImageList& list, const std::string& prefix, const 
   // insightface's `property`: "num_classes,height,width" (the images are taken to be 112x112).
   const std::string property = (folder.empty() ? std::string() : folder + "/") + "property";
   const std::string tmp = property + ".tmp." + std::to_string(::getpid());
-  write_whole_file(tmp, std::to_string(num_classes) + ",112,112\n");
+  write_new_file(tmp, std::to_string(num_classes) + ",112,112\n");
   if (::rename(tmp.c_str(), property.c_str()) != 0) {
     const int error = errno;
     ::unlink(tmp.c_str());
@@ -552,7 +528,7 @@ UnpackSummary unpack_records(const std::string& rec_path, const std::string& out
     }
     const std::string dir = out_dir + "/" + std::to_string(*cls);
     if (folders.insert(*cls).second) make_directories(dir, "unpack '" + rec_path + "'");
-    write_whole_file(dir + "/" + std::to_string(file_key) + ".jpg", image);
+    write_new_file(dir + "/" + std::to_string(file_key) + ".jpg", image);
     ++summary.images;
   };
 
@@ -622,6 +598,191 @@ nlohmann::json InspectReport::to_json() const {
        {{"min", images_per_identity_min}, {"median", images_per_identity_median}, {"max", images_per_identity_max}}},
       {"problem_count", problem_count},
       {"problems", problems}};
+}
+
+// --- verification .bin images ----------------------------------------------------------------
+
+namespace {
+
+uint32_t be16(const std::string& b, size_t at) {
+  return static_cast<uint32_t>(static_cast<unsigned char>(b[at])) << 8 | static_cast<unsigned char>(b[at + 1]);
+}
+
+uint32_t be32(const std::string& b, size_t at) { return be16(b, at) << 16 | be16(b, at + 2); }
+
+bool is_jpeg(const std::string& b) {
+  return b.size() >= 3 && static_cast<unsigned char>(b[0]) == 0xff && static_cast<unsigned char>(b[1]) == 0xd8 &&
+         static_cast<unsigned char>(b[2]) == 0xff;
+}
+
+bool is_png(const std::string& b) { return b.size() >= 8 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0; }
+
+// Width and height from a JPEG's frame header (SOF0-SOF15 but DHT, JPG and DAC), walking the
+// marker segments from SOI; false when the data ends or a scan starts first.
+bool jpeg_size(const std::string& b, int64_t& width, int64_t& height) {
+  size_t at = 2;
+  while (at + 4 <= b.size()) {
+    if (static_cast<unsigned char>(b[at]) != 0xff) return false;
+    const auto marker = static_cast<unsigned char>(b[at + 1]);
+    if (marker == 0xff) {  // fill byte
+      ++at;
+      continue;
+    }
+    if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {  // TEM, RSTn, SOI: no length
+      at += 2;
+      continue;
+    }
+    if (marker == 0xd9 || marker == 0xda) return false;  // EOI or SOS before a frame header
+    const uint32_t length = be16(b, at + 2);
+    if (length < 2) return false;
+    if (marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc) {
+      if (length < 7 || at + 9 > b.size()) return false;
+      height = be16(b, at + 5);
+      width = be16(b, at + 7);
+      return width > 0 && height > 0;
+    }
+    at += 2 + length;
+  }
+  return false;
+}
+
+// Width and height from a PNG's IHDR chunk, which must come first.
+bool png_size(const std::string& b, int64_t& width, int64_t& height) {
+  if (b.size() < 24 || b.compare(12, 4, "IHDR") != 0) return false;
+  width = be32(b, 16);
+  height = be32(b, 20);
+  return width > 0 && height > 0;
+}
+
+// What one image's header says, gathered in parallel.
+struct ImageFacts {
+  std::string encoding;
+  std::string size = "unknown";
+  std::string problem;
+};
+
+ImageFacts image_facts(const std::string& bytes, bool decode) {
+  ImageFacts f;
+  int64_t width = 0, height = 0;
+  bool sized = false;
+  if (bytes.empty()) {
+    f.encoding = "empty";
+    f.problem = "empty";
+    return f;
+  }
+  if (is_jpeg(bytes) || is_png(bytes)) {
+    f.encoding = is_jpeg(bytes) ? "JPEG" : "PNG";
+    sized = f.encoding == "JPEG" ? jpeg_size(bytes, width, height) : png_size(bytes, width, height);
+    if (!sized) f.problem = "a " + f.encoding + " whose header gives no size";
+    if (sized && decode && !decodes(bytes)) f.problem = "the image does not decode";
+  } else {
+    f.encoding = "other";
+    cv::Mat image;
+    if (bytes.size() <= static_cast<size_t>(std::numeric_limits<int>::max())) {
+      try {
+        cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
+        image = cv::imdecode(buf, cv::IMREAD_UNCHANGED);
+      } catch (const cv::Exception&) {
+        image = cv::Mat();
+      }
+    }
+    if (image.empty()) {
+      f.problem = "not a JPEG or PNG, and OpenCV cannot decode it";
+    } else {
+      sized = true;
+      width = image.cols;
+      height = image.rows;
+    }
+  }
+  if (sized) f.size = std::to_string(width) + "x" + std::to_string(height);
+  return f;
+}
+
+// "key: count" lines, most frequent first (then by key).
+void write_counts(std::ostringstream& out, const std::map<std::string, int64_t>& counts) {
+  std::vector<std::pair<std::string, int64_t>> sorted(counts.begin(), counts.end());
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  for (const auto& [key, count] : sorted) out << "  " << key << ": " << count << "\n";
+}
+
+}  // namespace
+
+EncodedImageSummary summarize_encoded_images(const std::vector<std::string>& images, bool decode, int64_t threads) {
+  std::vector<ImageFacts> facts(images.size());
+  // Header parsing is cheap; threads matter for `decode` and for images of other encodings.
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < images.size();) facts[i] = image_facts(images[i], decode);
+  };
+  const size_t workers = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(1, threads)), images.size());
+  if (workers <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < workers; ++t) pool.emplace_back(work);
+    for (auto& t : pool) t.join();
+  }
+  EncodedImageSummary summary;
+  summary.images = static_cast<int64_t>(images.size());
+  Problems problems;
+  for (size_t i = 0; i < facts.size(); ++i) {
+    ++summary.encodings[facts[i].encoding];
+    ++summary.sizes[facts[i].size];
+    if (!facts[i].problem.empty()) problems.add("image " + std::to_string(i) + ": " + facts[i].problem);
+  }
+  problems.finish();
+  summary.problems = std::move(problems.lines);
+  summary.problem_count = problems.total;
+  return summary;
+}
+
+VerificationReport inspect_verification_pairs(const std::string& path, const std::string& variant,
+                                              const std::vector<std::string>& images, const std::vector<bool>& issame,
+                                              const InspectOptions& options) {
+  if (images.size() != 2 * issame.size()) {
+    throw ArgumentError("inspect_verification_pairs('" + path + "'): " + std::to_string(images.size()) +
+                        " images for " + std::to_string(issame.size()) + " pairs (expected 2 per pair)");
+  }
+  VerificationReport report;
+  report.path = path;
+  report.variant = variant;
+  report.pairs = static_cast<int64_t>(issame.size());
+  report.genuine = std::count(issame.begin(), issame.end(), true);
+  report.impostor = report.pairs - report.genuine;
+  report.images = summarize_encoded_images(images, options.decode, options.threads);
+  return report;
+}
+
+std::string VerificationReport::to_text() const {
+  std::ostringstream out;
+  out << "path: " << path << "\n"
+      << "kind: verification_bin\n"
+      << "variant: " << variant << "\n"
+      << "pairs: " << pairs << "\n"
+      << "genuine: " << genuine << "\n"
+      << "impostor: " << impostor << "\n"
+      << "images: " << images.images << "\n"
+      << "image sizes:\n";
+  write_counts(out, images.sizes);
+  out << "encodings:\n";
+  write_counts(out, images.encodings);
+  out << "problems: " << images.problem_count << "\n";
+  for (const auto& p : images.problems) out << "  " << p << "\n";
+  return out.str();
+}
+
+nlohmann::json VerificationReport::to_json() const {
+  return nlohmann::json{{"path", path},
+                        {"kind", "verification_bin"},
+                        {"variant", variant},
+                        {"pairs", pairs},
+                        {"genuine", genuine},
+                        {"impostor", impostor},
+                        {"images", images.images},
+                        {"image_sizes", images.sizes},
+                        {"encodings", images.encodings},
+                        {"problem_count", images.problem_count},
+                        {"problems", images.problems}};
 }
 
 }  // namespace facetrain::data

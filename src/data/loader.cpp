@@ -204,6 +204,13 @@ void decode_to_chw(const std::string& bytes, bool flip, float* out, const std::s
   write_chw(image, flip, out);
 }
 
+cv::Mat decode_image(const std::string& bytes, const std::string& where) { return decode_bgr(bytes, where); }
+
+void image_to_chw(const cv::Mat& bgr, bool flip, float* out, const std::string& where) {
+  check_size(bgr, where);
+  write_chw(bgr, flip, out);
+}
+
 // ---- options ------------------------------------------------------------------------------------
 
 void AugmentOptions::read(config::Section& section) {

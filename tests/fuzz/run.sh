@@ -2,7 +2,7 @@
 # Builds a libFuzzer target with clang (ASan + UBSan) and runs it on its corpus.
 #   tests/fuzz/run.sh TARGET [SECONDS]   fuzz for SECONDS (default 600), growing tests/fuzz/corpus/TARGET
 #   tests/fuzz/run.sh TARGET 0           replay the committed corpus only (what ctest runs)
-# Targets: pickle, recordio, idx. Needs clang-14 and libclang-rt-14-dev (scripts/setup.sh --tests installs them).
+# Targets: pickle, recordio, idx, verification_bin. Needs clang-14 and libclang-rt-14-dev (scripts/setup.sh --tests installs them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -14,7 +14,9 @@ case "$target" in
   pickle) sources=("$root/src/io/pickle.cpp" "$root/src/core/error.cpp") ;;
   recordio) sources=("$root/src/data/recordio.cpp" "$root/src/core/error.cpp" "$root/src/core/files.cpp") ;;
   idx) sources=("$root/src/data/recordio.cpp" "$root/src/core/error.cpp" "$root/src/core/files.cpp") ;;
-  *) echo "run.sh: unknown target '$target' (known: pickle, recordio, idx)" >&2; exit 2 ;;
+  verification_bin) sources=("$root/src/io/verification_bin.cpp" "$root/src/io/pickle.cpp" "$root/src/core/error.cpp"
+                             "$root/src/core/files.cpp") ;;
+  *) echo "run.sh: unknown target '$target' (known: pickle, recordio, idx, verification_bin)" >&2; exit 2 ;;
 esac
 bin="$out/fuzz_$target"
 clang++-14 -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `facetrain data pack | unpack | inspect`: usage FACETRAIN=path/to/facetrain SOURCE=repo root cli_data_pack_test.sh
+# `facetrain data pack | unpack | inspect` (RecordIO, image folders, verification .bin): usage FACETRAIN=path/to/facetrain SOURCE=repo root cli_data_pack_test.sh
 set -uo pipefail
 . "$(dirname "$0")/cli_lib.sh"
 py=/usr/bin/python3
@@ -69,6 +69,54 @@ check pack-missing 1 "error: .*nolist.lst" -- "$FACETRAIN" data pack --images "$
 head -c 100 "$tmp/rec/train.rec" > "$tmp/cut.rec"
 check inspect-truncated 1 "error: RecordIO file '.*/cut.rec'.*truncated" -- "$FACETRAIN" data inspect "$tmp/cut.rec"
 check pack-no-out 106 '--out is required' -- "$FACETRAIN" data pack --images "$tmp/faces"
+
+# Verification .bin files (tests/data/verification, tests/python/make_verification_fixtures.py):
+# images 0-3 and 5 JPEG (5 is 96x112), 4 PNG, image 3 = image 1; issame 1 0 1.
+vdir="$SOURCE/tests/data/verification"
+check bin-inspect-pairs 0 'pairs: 3' -- "$FACETRAIN" data inspect "$vdir/py2_protocol2.bin"
+check bin-inspect-variant 0 'variant: python2 protocol 2 \(str elements\)' -- "$FACETRAIN" data inspect "$vdir/py2_protocol2.bin"
+check bin-inspect-counts 0 'genuine: 2' -- "$FACETRAIN" data inspect "$vdir/numpy_protocol5.bin"
+check bin-inspect-sizes 0 '  112x112: 5' -- "$FACETRAIN" data inspect "$vdir/numpy_protocol5.bin"
+check bin-inspect-encodings 0 '  JPEG: 5' -- "$FACETRAIN" data inspect "$vdir/numpy_protocol5.bin" --decode
+check bin-inspect-numpy 0 'variant: protocol 5 \(numpy uint8 arrays via _frombuffer, numpy.core\)' -- \
+  "$FACETRAIN" data inspect "$vdir/numpy_protocol5.bin"
+"$FACETRAIN" data inspect "$vdir/numpy2_protocol4.bin" --json > "$tmp/bin.json" 2> "$tmp/bin.err"
+if $py -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["kind"] == "verification_bin", d
+assert d["variant"] == "protocol 4 (numpy uint8 arrays, numpy._core)", d
+assert (d["pairs"], d["genuine"], d["impostor"], d["images"]) == (3, 2, 1, 6), d
+assert d["image_sizes"] == {"112x112": 5, "96x112": 1}, d
+assert d["encodings"] == {"JPEG": 5, "PNG": 1}, d
+assert d["problems"] == [] and d["problem_count"] == 0, d
+' "$tmp/bin.json"; then
+  echo "ok   bin-inspect-json"
+else
+  echo "FAIL bin-inspect-json: $(head -c 400 "$tmp/bin.json") $(head -c 400 "$tmp/bin.err")"; fail=1
+fi
+
+# unpack: OUT/<index>.jpg with the stored bytes (the PNG too), OUT/issame.txt with 1 / 0 lines.
+check bin-unpack 0 'unpacked 6 image\(s\) of 3 pair\(s\) into .*/vout' -- \
+  "$FACETRAIN" data unpack "$vdir/py3_protocol2.bin" --out "$tmp/vout"
+ok=1
+for pair in 0:0.jpg 1:1.jpg 2:2.jpg 3:1.jpg 4:4.png 5:5.jpg; do
+  cmp -s "$tmp/vout/${pair%%:*}.jpg" "$vdir/images/${pair#*:}" || { echo "FAIL bin-unpack-bytes: $pair differ"; ok=0; fail=1; }
+done
+[ "$(cat "$tmp/vout/issame.txt" 2>/dev/null)" = "$(printf '1\n0\n1')" ] || { echo "FAIL bin-unpack-issame"; ok=0; fail=1; }
+n=$(find "$tmp/vout" -type f | wc -l)
+[ "$n" -eq 7 ] || { echo "FAIL bin-unpack-count: $n files"; ok=0; fail=1; }
+[ $ok = 1 ] && echo "ok   bin-unpack-bytes"
+
+# Bad .bin files: exit 1 with a message naming the file.
+head -c 2000 "$vdir/py3_protocol4.bin" > "$tmp/cut.bin"
+check bin-inspect-truncated 1 "error: truncated pickle at byte [0-9]+ of .*/cut.bin" -- "$FACETRAIN" data inspect "$tmp/cut.bin"
+check bin-unpack-truncated 1 "error: truncated pickle .*/cut.bin" -- "$FACETRAIN" data unpack "$tmp/cut.bin" --out "$tmp/x"
+check bin-inspect-float32 1 "error: .*/bad_float32.bin: image 0: a numpy array of dtype 'f4' \(float32\)" -- \
+  "$FACETRAIN" data inspect "$vdir/bad_float32.bin"
+check bin-inspect-global 1 "error: refusing to load global 'posix.system' at byte [0-9]+ of .*/bad_global.bin" -- \
+  "$FACETRAIN" data inspect "$vdir/bad_global.bin"
+check bin-inspect-missing 1 "error: cannot open verification bin '.*/nope.bin'" -- "$FACETRAIN" data inspect "$tmp/nope.bin"
 
 rm -rf "$tmp"
 exit $fail

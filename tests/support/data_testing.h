@@ -4,6 +4,8 @@
 // message of an expected facetrain exception. Header-only: each layer's test executable includes it.
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -108,6 +110,40 @@ inline std::vector<ManifestRecord> read_manifest(const std::string& name) {
   }
   EXPECT_FALSE(out.empty()) << name;
   return out;
+}
+
+/// A test fixture with its own empty folder, removed afterwards: dir_ is
+/// $TMPDIR/facetrain_<suite>_<test>_<pid>, path(name) a file in it.
+class TempDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() / (std::string("facetrain_") + info->test_suite_name() + "_" +
+                                                     info->name() + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
+
+/// A shell command's exit status (-1 if it did not exit normally) and its stdout + stderr.
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+
+inline CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
 }
 
 }  // namespace facetrain::testing

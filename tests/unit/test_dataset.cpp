@@ -43,18 +43,7 @@ fd::DatasetOptions recordio(const std::string& path) {
   return o;
 }
 
-class DatasetFiles : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("facetrain_dataset_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
+class DatasetFiles : public facetrain::testing::TempDirTest {};
 
 }  // namespace
 

@@ -3,7 +3,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
+
+namespace spdlog {
+class logger;
+}
 
 namespace facetrain {
 
@@ -19,6 +25,8 @@ class ProgressMeter {
 
   /// `total` > 0 units named `unit` (used in the rate, "step/s").
   explicit ProgressMeter(int64_t total, std::string unit = "step");
+  /// As above, with the clock started at `start` (work that began before the total was known).
+  ProgressMeter(int64_t total, std::string unit, Clock::time_point start);
 
   /// Units per second since construction (0 before any time has passed).
   double rate(int64_t done) const;
@@ -36,5 +44,12 @@ class ProgressMeter {
   std::string unit_;
   Clock::time_point start_;
 };
+
+/// A progress callback (done, total) that logs "PREFIX: unit done/total (pct%) | rate | ETA"
+/// through `log` (null: spdlog's default logger) at most once per `percent_step` percent, only
+/// after the first second (a quick job logs just its end), and once at the end. The clock starts
+/// when the callback is made.
+std::function<void(int64_t, int64_t)> progress_logger(std::string prefix, std::string unit, int percent_step = 2,
+                                                      std::shared_ptr<spdlog::logger> log = nullptr);
 
 }  // namespace facetrain

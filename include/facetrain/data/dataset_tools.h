@@ -1,6 +1,7 @@
 #pragma once
 // The work behind `facetrain data pack | unpack | inspect`: image folders and lists to RecordIO,
-// RecordIO back to files, and a report on any dataset.
+// RecordIO back to files, and a report on any dataset (for verification `.bin` files, the
+// report on the pairs and images that io::read_verification_bin returns).
 //
 // Example:
 //   auto list = facetrain::data::scan_image_folder("faces/");
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -96,5 +98,53 @@ struct InspectOptions {
 /// without .idx is read in file order (a meta record first: MS1M, images at positions 1..N).
 /// A key 0 that is not an image record at all (a raw payload) makes the file flat, not an error.
 InspectReport inspect_dataset(const std::string& path, const InspectOptions& options = {});
+
+/// What the headers of a set of encoded images say (summarize_encoded_images).
+struct EncodedImageSummary {
+  int64_t images = 0;
+  /// "WIDTHxHEIGHT" -> images of that size, e.g. {"112x112": 12000}; "unknown" for images whose
+  /// size could not be read.
+  std::map<std::string, int64_t> sizes;
+  /// "JPEG", "PNG", "other" (neither signature; OpenCV may still decode it), "empty" -> images.
+  std::map<std::string, int64_t> encodings;
+  std::vector<std::string> problems;  ///< "image N: ...", at most 100, then "... and N more"
+  int64_t problem_count = 0;          ///< all problems found
+};
+
+/// Summarises encoded images without decoding them: JPEG sizes come from the SOFn segment, PNG
+/// sizes from IHDR; other encodings are decoded with OpenCV to learn their size. Problems, one
+/// per image: "image N: empty", "image N: a JPEG (or PNG) whose header gives no size", "image N:
+/// not a JPEG or PNG, and OpenCV cannot decode it"; with `decode`, also "image N: the image does
+/// not decode" for JPEG / PNG images that OpenCV fails to decode. `threads` decode in parallel
+/// (the result does not depend on it). Never throws for bad image bytes.
+EncodedImageSummary summarize_encoded_images(const std::vector<std::string>& images, bool decode = false,
+                                             int64_t threads = 2);
+
+/// What `facetrain data inspect FILE.bin` reports.
+struct VerificationReport {
+  std::string path;
+  std::string variant;  ///< io::VerificationBin::variant: the pickle variant the file used
+  int64_t pairs = 0;
+  int64_t genuine = 0;   ///< pairs of the same person
+  int64_t impostor = 0;  ///< pairs of different people
+  EncodedImageSummary images;
+
+  /// One fact per line: path, kind (verification_bin), variant, pairs, genuine, impostor,
+  /// images, "image sizes:" and "encodings:" with one indented "key: count" line each (most
+  /// frequent first), problems.
+  std::string to_text() const;
+  /// {"path", "kind": "verification_bin", "variant", "pairs", "genuine", "impostor", "images",
+  ///  "image_sizes": {"112x112": n, ...}, "encodings": {"JPEG": n, ...}, "problem_count", "problems"}
+  nlohmann::json to_json() const;
+};
+
+/// The report on a verification set read by io::read_verification_bin (passed as its parts,
+/// the data layer being independent of the io layer): pair counts and
+/// summarize_encoded_images(images, options.decode, options.threads). `path` and `variant` are
+/// only reported; options.progress is not called (the work is quick). Throws ArgumentError
+/// unless images.size() == 2 * issame.size().
+VerificationReport inspect_verification_pairs(const std::string& path, const std::string& variant,
+                                              const std::vector<std::string>& images, const std::vector<bool>& issame,
+                                              const InspectOptions& options = {});
 
 }  // namespace facetrain::data

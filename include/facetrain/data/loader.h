@@ -96,6 +96,12 @@ struct LoaderPosition {
 /// naming `where` when it cannot be decoded or is not 112x112.
 void decode_to_chw(const std::string& bytes, bool flip, float* out, const std::string& where);
 
+/// Decodes `bytes` to 8-bit BGR (CV_8UC3); DataError naming `where` when it cannot.
+cv::Mat decode_image(const std::string& bytes, const std::string& where);
+
+/// As decode_to_chw, for an image already decoded: `bgr` 112x112 CV_8UC3 (e.g. an aligned face).
+void image_to_chw(const cv::Mat& bgr, bool flip, float* out, const std::string& where);
+
 class Loader {
  public:
   /// Throws ArgumentError for invalid options, or a dataset with fewer samples than world_size.
