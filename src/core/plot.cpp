@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "facetrain/core/error.h"
+#include "facetrain/core/files.h"
 
 namespace facetrain {
 
@@ -80,16 +81,7 @@ void write_line_plot(const std::string& path, const std::string& title, const st
   }
   svg << "</svg>\n";
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << svg.str();
-    if (!out.good()) throw Error("cannot write the plot " + path);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("cannot write the plot " + path);
-  }
+  write_file_atomic(path, svg.str());
 }
 
 }  // namespace facetrain

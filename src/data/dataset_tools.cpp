@@ -488,13 +488,7 @@ PackSummary pack_images(const ImageList& list, const std::string& prefix, const 
 
   // insightface's `property`: "num_classes,height,width" (the images are taken to be 112x112).
   const std::string property = (folder.empty() ? std::string() : folder + "/") + "property";
-  const std::string tmp = property + ".tmp." + std::to_string(::getpid());
-  write_new_file(tmp, std::to_string(num_classes) + ",112,112\n");
-  if (::rename(tmp.c_str(), property.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(tmp.c_str());
-    throw DataError("pack: cannot write '" + property + "': " + std::strerror(error));
-  }
+  write_file_atomic(property, std::to_string(num_classes) + ",112,112\n");
 
   PackSummary summary;
   summary.images = static_cast<int64_t>(n);

@@ -18,6 +18,7 @@
 
 #include "facetrain/config/reader.h"
 #include "facetrain/core/error.h"
+#include "facetrain/core/files.h"
 #include "facetrain/data/recordio.h"
 
 namespace facetrain::data {
@@ -936,24 +937,6 @@ void render_ordered(int64_t count, int64_t threads, const std::function<std::str
   }
 }
 
-void write_text_atomically(const std::filesystem::path& path, const std::string& text) {
-  const std::string target = path.string();
-  const std::string tmp = target + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw DataError(target + ": cannot write the file (through '" + tmp + "')");
-    }
-  }
-  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw DataError(target + ": cannot rename '" + tmp + "' to it");
-  }
-}
-
 }  // namespace
 
 // =============================================================================================
@@ -1064,7 +1047,7 @@ VerificationPairs write_synthetic_dataset(const SynthDatasetOptions& options) {
     }
     writer.finish();
   }
-  write_text_atomically(dir / "property", std::to_string(k) + ",112,112\n");
+  write_file_atomic((dir / "property").string(), std::to_string(k) + ",112,112\n");
 
   // Validation pairs of unseen identities, genuine and impostor alternating.
   struct Side {

@@ -12,7 +12,7 @@ struct PlotSeries {
 };
 
 /// Writes an SVG line plot of `series` to `path` (atomically: a temporary file, then a rename).
-/// Throws facetrain::Error if the file cannot be written.
+/// Throws facetrain::DataError naming the path if the file cannot be written.
 void write_line_plot(const std::string& path, const std::string& title, const std::string& x_label,
                      const std::string& y_label, const std::vector<PlotSeries>& series);
 
