@@ -103,7 +103,9 @@ void write_chw(const cv::Mat& bgr, bool flip, float* out) {
   }
 }
 
-cv::Mat decode_bgr(const std::string& bytes, const std::string& where) {
+}  // namespace
+
+cv::Mat decode_image(const std::string& bytes, const std::string& where) {
   if (bytes.empty()) throw DataError(where + ": empty image");
   cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   cv::Mat image;
@@ -115,6 +117,8 @@ cv::Mat decode_bgr(const std::string& bytes, const std::string& where) {
   if (image.empty()) throw DataError(where + ": cannot decode the image (" + std::to_string(bytes.size()) + " bytes)");
   return image;
 }
+
+namespace {
 
 void check_size(const cv::Mat& image, const std::string& where) {
   if (image.cols != kSide || image.rows != kSide || image.type() != CV_8UC3) {
@@ -198,17 +202,13 @@ bool any_pixel_augmentation(const AugmentOptions& a) {
 
 }  // namespace
 
-void decode_to_chw(const std::string& bytes, bool flip, float* out, const std::string& where) {
-  cv::Mat image = decode_bgr(bytes, where);
-  check_size(image, where);
-  write_chw(image, flip, out);
-}
-
-cv::Mat decode_image(const std::string& bytes, const std::string& where) { return decode_bgr(bytes, where); }
-
 void image_to_chw(const cv::Mat& bgr, bool flip, float* out, const std::string& where) {
   check_size(bgr, where);
   write_chw(bgr, flip, out);
+}
+
+void decode_to_chw(const std::string& bytes, bool flip, float* out, const std::string& where) {
+  image_to_chw(decode_image(bytes, where), flip, out, where);
 }
 
 // ---- options ------------------------------------------------------------------------------------
@@ -519,7 +519,7 @@ int64_t Loader::load_sample(int64_t index, uint64_t key, float* out) const {
     decode_to_chw(sample.encoded, flip, out, dataset_->where(index));  // the fast path
     return sample.label;
   }
-  cv::Mat image = sample.encoded.empty() ? sample.pixels : decode_bgr(sample.encoded, dataset_->where(index));
+  cv::Mat image = sample.encoded.empty() ? sample.pixels : decode_image(sample.encoded, dataset_->where(index));
   check_size(image, dataset_->where(index));
   if (crop || low_res || jitter || gray) {
     image = image.clone();

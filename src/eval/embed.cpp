@@ -117,16 +117,17 @@ Embeddings embed(backbones::BackboneImpl& net, size_t count, const ImageSource& 
 
 Embeddings embed_encoded(backbones::BackboneImpl& net, const std::vector<std::string>& images,
                          const EmbedOptions& options, const std::string& source) {
-  const auto where = [&](size_t index) { return source + " image " + std::to_string(index); };
   return embed(net, images.size(),
-               bgr_source([&](size_t index) { return data::decode_image(images[index], where(index)); }, where),
+               bgr_source([&](size_t index, const std::string& at) { return data::decode_image(images[index], at); },
+                          [&](size_t index) { return source + " image " + std::to_string(index); }),
                options);
 }
 
-ImageSource bgr_source(std::function<cv::Mat(size_t)> load, std::function<std::string(size_t)> where) {
+ImageSource bgr_source(std::function<cv::Mat(size_t, const std::string&)> load,
+                       std::function<std::string(size_t)> where) {
   return [load = std::move(load), where = std::move(where)](size_t index, float* out, float* mirrored) {
-    const cv::Mat image = load(index);
     const std::string at = where(index);
+    const cv::Mat image = load(index, at);
     data::image_to_chw(image, false, out, at);
     if (mirrored != nullptr) data::image_to_chw(image, true, mirrored, at);
   };

@@ -148,9 +148,9 @@ EmbedWritten embed_to_npy(backbones::BackboneImpl& net, const EmbedSetOptions& s
     d.path = set.images.empty() ? set.list : set.images;
     const auto dataset = data::make_dataset(d);
     const auto where = [&](size_t i) { return dataset->where(static_cast<int64_t>(i)); };
-    const auto load = [&](size_t i) {
+    const auto load = [&](size_t i, const std::string& at) {
       data::Sample s = dataset->get(static_cast<int64_t>(i));
-      return s.encoded.empty() ? s.pixels : data::decode_image(s.encoded, where(i));
+      return s.encoded.empty() ? s.pixels : data::decode_image(s.encoded, at);
     };
     e = embed(net, static_cast<size_t>(dataset->size()), bgr_source(load, where), o);
     for (int64_t i = 0; i < dataset->size(); ++i) order += dataset->where(i) + "\n";
@@ -170,9 +170,10 @@ IjbResult evaluate_ijb_model(backbones::BackboneImpl& net, const IjbSet& set, co
                              const IjbScoreOptions& score_options) {
   EmbedOptions o = options;
   o.flip = true;
-  const Embeddings e = embed(
-      net, set.size(),
-      bgr_source([&](size_t i) { return ijb_aligned_face(set, i); }, [&](size_t i) { return set.image_path(i); }), o);
+  const Embeddings e = embed(net, set.size(),
+                             bgr_source([&](size_t i, const std::string&) { return ijb_aligned_face(set, i); },
+                                        [&](size_t i) { return set.image_path(i); }),
+                             o);
   return evaluate_ijb(set, e.embeddings + e.flipped, score_options);
 }
 

@@ -65,7 +65,9 @@ Embeddings embed_encoded(backbones::BackboneImpl& net, const std::vector<std::st
 /// insightface evaluates and what `facetrain embed` writes by default.
 torch::Tensor fuse_and_normalize(const Embeddings& e, bool normalize = true);
 
-/// The ImageSource of decoded BGR 112x112 images that `load(index)` returns.
-ImageSource bgr_source(std::function<cv::Mat(size_t)> load, std::function<std::string(size_t)> where);
+/// The ImageSource of decoded BGR 112x112 images that `load(index, where(index))` returns; the
+/// `where` text (computed once per image) names the image in errors.
+ImageSource bgr_source(std::function<cv::Mat(size_t, const std::string&)> load,
+                       std::function<std::string(size_t)> where);
 
 }  // namespace facetrain::eval
