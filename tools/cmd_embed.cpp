@@ -21,10 +21,7 @@ Runner add_embed_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "embed", "Embeddings of images as a NumPy .npy file (with the image order in a .txt next to it)");
-  cmd->add_option("--checkpoint", args->backbone.checkpoint, "Backbone weights (.pth state dict)")->required();
-  cmd->add_option("--model", args->backbone.model, "Backbone type (iresnet50, r100, mbf, ...) or a YAML recipe")
-      ->required();
-  cmd->add_option("--set", args->backbone.sets, "Override a recipe key (repeatable)");
+  add_backbone_options(*cmd, args->backbone, true);
   auto* source = cmd->add_option_group("images", "the images (one of)");
   source->add_option("--bin", args->set.bin, "A verification .bin: its 2N images in order");
   source->add_option("--images", args->set.images, "An image folder (ROOT/<identity>/*.jpg), aligned 112x112");
@@ -35,14 +32,11 @@ Runner add_embed_command(CLI::App& app) {
   cmd->add_flag("--flip", args->set.flip, "Add the mirrored image's embedding (emb + emb_flip), as evaluation does");
   cmd->add_flag("--no-normalize", args->set.no_normalize, "Keep the raw embeddings (default: L2-normalised rows)");
   cmd->add_flag("--float64", args->set.float64, "Write float64 instead of float32");
-  cmd->add_option("--batch-size", args->embed.batch_size, "Images per forward pass")->capture_default_str();
-  cmd->add_option("--threads", args->embed.threads, "Decode threads (0: one per core)")->capture_default_str();
-  cmd->add_option("--device", args->device, "auto, cpu, cuda, cuda:N")->capture_default_str();
+  add_embed_options(*cmd, args->embed, args->device);
 
   return [args, cmd] {
     if (!cmd->parsed()) return 0;
-    if (args->embed.batch_size < 1) throw ConfigError({{"embed", 0, 0, "--batch-size", "must be at least 1"}});
-    if (args->embed.threads < 0) throw ConfigError({{"embed", 0, 0, "--threads", "must be 0 (one per core) or more"}});
+    if (auto issues = embed_option_issues(args->embed, "embed"); !issues.empty()) throw ConfigError(issues);
     args->embed.device = eval::parse_device(args->device);
     auto net = eval::load_backbone(args->backbone);
     args->embed.progress = progress_logger("embed", "image", 5);

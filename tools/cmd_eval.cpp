@@ -60,16 +60,12 @@ Runner add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd =
       app.add_subcommand("eval", "Verification accuracy (LFW, CFP-FP, AgeDB-30 .bin files) as insightface scores it");
-  cmd->add_option("--checkpoint", args->backbone.checkpoint, "Backbone weights (.pth state dict, insightface names)");
-  cmd->add_option("--model", args->backbone.model, "Backbone type (iresnet50, r100, mbf, ...) or a YAML recipe");
-  cmd->add_option("--set", args->backbone.sets, "Override a recipe key: --set model.embedding_size=256 (repeatable)");
+  add_backbone_options(*cmd, args->backbone, false);
   cmd->add_option("--bin", args->bins, "Verification .bin file (repeatable)");
   cmd->add_option("--embeddings", args->embeddings,
                   "Precomputed [2N, D] embeddings (.npy), flip-fused, instead of a model");
   cmd->add_option("--issame", args->issame, "With --embeddings: the [N] bool labels (.npy)");
-  cmd->add_option("--batch-size", args->embed.batch_size, "Images per forward pass")->capture_default_str();
-  cmd->add_option("--threads", args->embed.threads, "Decode threads (0: one per core)")->capture_default_str();
-  cmd->add_option("--device", args->device, "auto, cpu, cuda, cuda:N")->capture_default_str();
+  add_embed_options(*cmd, args->embed, args->device);
   cmd->add_option("--json", args->json, "Write the results as JSON to this file");
   cmd->add_option("--plot", args->plot, "Write a ROC curve PNG per set into this folder");
   const Runner ijb = add_eval_ijb_command(*cmd);
@@ -90,8 +86,7 @@ Runner add_eval_command(CLI::App& app) {
     }
     if (from_embeddings && args->issame.empty())
       usage("--issame", "--embeddings needs --issame (the pair labels, .npy)");
-    if (args->embed.batch_size < 1) usage("--batch-size", "must be at least 1");
-    if (args->embed.threads < 0) usage("--threads", "must be 0 (one per core) or more");
+    for (auto& issue : embed_option_issues(args->embed, "eval")) issues.push_back(issue);
     if (!issues.empty()) throw ConfigError(issues);
 
     std::vector<eval::NamedResult> results;

@@ -23,27 +23,19 @@ Runner add_eval_ijb_command(CLI::App& eval) {
   auto args = std::make_shared<Args>();
   auto* cmd = eval.add_subcommand(
       "ijb", "IJB-B / IJB-C 1:1 verification (TAR at FAR 1e-6 ... 1e-1) as insightface's eval_ijbc.py");
-  cmd->add_option("--checkpoint", args->backbone.checkpoint, "Backbone weights (.pth state dict)")->required();
-  cmd->add_option("--model", args->backbone.model, "Backbone type (iresnet50, r100, mbf, ...) or a YAML recipe")
-      ->required();
-  cmd->add_option("--set", args->backbone.sets, "Override a recipe key (repeatable)");
+  add_backbone_options(*cmd, args->backbone, true);
   cmd->add_option("--root", args->root, "Dataset root (meta/ and loose_crop/)")->required();
   cmd->add_option("--target", args->target, "IJBB or IJBC")
       ->capture_default_str()
       ->check(CLI::IsMember({"IJBB", "IJBC"}));
-  cmd->add_option("--batch-size", args->embed.batch_size, "Images per forward pass")->capture_default_str();
-  cmd->add_option("--threads", args->embed.threads, "Decode and alignment threads (0: one per core)")
-      ->capture_default_str();
-  cmd->add_option("--device", args->device, "auto, cpu, cuda, cuda:N")->capture_default_str();
+  add_embed_options(*cmd, args->embed, args->device);
   cmd->add_flag("--no-detector-score", args->no_detector_score, "Do not weight the features by the detector score");
   cmd->add_option("--json", args->json, "Write the results as JSON to this file");
   cmd->add_option("--plot", args->plot, "Write the ROC curve PNG into this folder");
 
   return [args, cmd] {
     if (!cmd->parsed()) return 0;
-    if (args->embed.batch_size < 1) throw ConfigError({{"eval ijb", 0, 0, "--batch-size", "must be at least 1"}});
-    if (args->embed.threads < 0)
-      throw ConfigError({{"eval ijb", 0, 0, "--threads", "must be 0 (one per core) or more"}});
+    if (auto issues = embed_option_issues(args->embed, "eval ijb"); !issues.empty()) throw ConfigError(issues);
     args->embed.device = eval::parse_device(args->device);
     const eval::IjbSet set = eval::read_ijb(args->root, args->target);
     auto net = eval::load_backbone(args->backbone);

@@ -17,10 +17,7 @@ Runner add_export_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("export", "Backbone weights for PyTorch (a .pth state dict with insightface's names)");
-  cmd->add_option("--checkpoint", args->backbone.checkpoint, "Backbone weights (.pth state dict)")->required();
-  cmd->add_option("--model", args->backbone.model, "Backbone type (iresnet50, r100, mbf, ...) or a YAML recipe")
-      ->required();
-  cmd->add_option("--set", args->backbone.sets, "Override a recipe key (repeatable)");
+  add_backbone_options(*cmd, args->backbone, true);
   cmd->add_option("--out", args->out, "The .pth to write (torch.load gives an OrderedDict)")->required();
 
   return [args, cmd] {

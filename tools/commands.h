@@ -5,6 +5,11 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+#include <vector>
+
+#include "facetrain/core/error.h"
+#include "facetrain/eval/report.h"
 
 namespace facetrain::tools {
 
@@ -39,5 +44,12 @@ Runner add_eval_ijb_command(CLI::App& eval);
 Runner add_embed_command(CLI::App& app);
 /// `facetrain export` (cmd_export.cpp): backbone weights for PyTorch.
 Runner add_export_command(CLI::App& app);
+
+/// Shared by eval, eval ijb, embed and export (cmd_eval_options.cpp): --checkpoint, --model, --set.
+void add_backbone_options(CLI::App& cmd, eval::BackboneSource& source, bool required);
+/// Shared by eval, eval ijb and embed: --batch-size, --threads, --device.
+void add_embed_options(CLI::App& cmd, eval::EmbedOptions& options, std::string& device);
+/// The usage problems of those options (reported as exit 2), cited as `command`.
+std::vector<ConfigIssue> embed_option_issues(const eval::EmbedOptions& options, const std::string& command);
 
 }  // namespace facetrain::tools
