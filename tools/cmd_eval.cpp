@@ -80,9 +80,9 @@ Runner add_eval_command(CLI::App& app) {
     const bool from_model = !args->bins.empty();
     const bool from_embeddings = !args->embeddings.empty();
     if (from_model == from_embeddings)
-      usage("--bin", "give either --bin files (with --checkpoint and --model) or --embeddings with --issame");
-    if (from_model && (args->backbone.checkpoint.empty() || args->backbone.model.empty())) {
-      usage("--checkpoint", "--bin needs --checkpoint (the weights) and --model (the backbone type or recipe)");
+      usage("--bin", "give either --bin files (with --checkpoint) or --embeddings with --issame");
+    if (from_model && args->backbone.checkpoint.empty()) {
+      usage("--checkpoint", "--bin needs --checkpoint (a facetrain .ckpt, or .pth weights with --model)");
     }
     if (from_embeddings && args->issame.empty())
       usage("--issame", "--embeddings needs --issame (the pair labels, .npy)");

@@ -5,14 +5,12 @@
 namespace facetrain::tools {
 
 void add_backbone_options(CLI::App& cmd, eval::BackboneSource& source, bool required) {
-  auto* checkpoint =
-      cmd.add_option("--checkpoint", source.checkpoint, "Backbone weights (.pth state dict, insightface names)");
-  auto* model = cmd.add_option("--model", source.model, "Backbone type (iresnet50, r100, mbf, ...) or a YAML recipe");
+  auto* checkpoint = cmd.add_option("--checkpoint", source.checkpoint,
+                                    "A facetrain checkpoint (.ckpt) or backbone weights (.pth, insightface names)");
+  cmd.add_option("--model", source.model,
+                 "Backbone type (iresnet50, r100, mbf, ...) or a YAML recipe; a .ckpt names its own");
   cmd.add_option("--set", source.sets, "Override a recipe key: --set model.embedding_size=256 (repeatable)");
-  if (required) {
-    checkpoint->required();
-    model->required();
-  }
+  if (required) checkpoint->required();
 }
 
 void add_embed_options(CLI::App& cmd, eval::EmbedOptions& options, std::string& device) {

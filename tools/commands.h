@@ -15,6 +15,10 @@ namespace facetrain::tools {
 
 using Runner = std::function<int()>;
 
+/// `facetrain train` and `facetrain --config FILE` (cmd_train.cpp): the trainer. Registers the
+/// subcommand and the same options on the top level; its runner returns -1 when neither was used.
+Runner add_train_command(CLI::App& app);
+
 /// `facetrain heads`: lists the built-in heads with their defaults and references.
 Runner add_heads_command(CLI::App& app);
 /// `facetrain head-demo`: trains a margin head on random clusters (the main job until the

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     auto runner = adder(app);
     commands.emplace_back(app.get_subcommands({})[before], runner);
   };
+  add(&facetrain::tools::add_train_command);
   add(&facetrain::tools::add_heads_command);
   add(&facetrain::tools::add_head_demo_command);
   add(&facetrain::tools::add_model_command);
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
     for (auto& [sub, run] : commands) {
       if (sub->parsed()) return run();
     }
+    // `facetrain --config FILE`: the train command's runner reads the top-level options.
+    if (int code = commands.front().second(); code >= 0) return code;
     std::cout << app.help();
     return 0;
   } catch (const facetrain::ConfigError& e) {

@@ -97,20 +97,31 @@ std::string convert<std::vector<std::string>>(const YAML::Node& n, std::vector<s
   return {};
 }
 
-template <>
-std::string convert<std::vector<int64_t>>(const YAML::Node& n, std::vector<int64_t>& out) {
-  if (!n.IsSequence()) return std::string("expected a list of integers, got ") + kind_name(n);
-  std::vector<int64_t> v;
+// A list whose every item converts to T; `what` names the items in messages ("integers").
+template <class T>
+std::string convert_list(const YAML::Node& n, std::vector<T>& out, const char* what) {
+  if (!n.IsSequence()) return std::string("expected a list of ") + what + ", got " + kind_name(n);
+  std::vector<T> v;
   for (const auto& item : n) {
-    int64_t x = 0;
-    if (!convert<int64_t>(item, x).empty()) {
-      return "expected a list of integers, found " +
+    T x{};
+    if (!convert<T>(item, x).empty()) {
+      return std::string("expected a list of ") + what + ", found " +
              (item.IsScalar() ? "'" + item.Scalar() + "'" : std::string(kind_name(item)));
     }
     v.push_back(x);
   }
   out = std::move(v);
   return {};
+}
+
+template <>
+std::string convert<std::vector<int64_t>>(const YAML::Node& n, std::vector<int64_t>& out) {
+  return convert_list(n, out, "integers");
+}
+
+template <>
+std::string convert<std::vector<double>>(const YAML::Node& n, std::vector<double>& out) {
+  return convert_list(n, out, "numbers");
 }
 
 // Optimal-string-alignment distance: insertions, deletions, substitutions and transpositions
@@ -341,6 +352,7 @@ template bool Section::read<double>(std::string_view, double&);
 template bool Section::read<std::string>(std::string_view, std::string&);
 template bool Section::read<std::vector<std::string>>(std::string_view, std::vector<std::string>&);
 template bool Section::read<std::vector<int64_t>>(std::string_view, std::vector<int64_t>&);
+template bool Section::read<std::vector<double>>(std::string_view, std::vector<double>&);
 template bool Section::require<bool>(std::string_view, bool&);
 template bool Section::require<int>(std::string_view, int&);
 template bool Section::require<int64_t>(std::string_view, int64_t&);
@@ -348,6 +360,7 @@ template bool Section::require<double>(std::string_view, double&);
 template bool Section::require<std::string>(std::string_view, std::string&);
 template bool Section::require<std::vector<std::string>>(std::string_view, std::vector<std::string>&);
 template bool Section::require<std::vector<int64_t>>(std::string_view, std::vector<int64_t>&);
+template bool Section::require<std::vector<double>>(std::string_view, std::vector<double>&);
 
 Section Section::section(std::string_view key) {
   shared_->known.emplace(key);

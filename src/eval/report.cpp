@@ -2,16 +2,19 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "facetrain/backbones/registry.h"
 #include "facetrain/config/reader.h"
 #include "facetrain/core/error.h"
 #include "facetrain/core/files.h"
+#include "facetrain/core/progress.h"
 #include "facetrain/data/dataset.h"
 #include "facetrain/data/loader.h"
 #include "facetrain/eval/roc.h"
 #include "facetrain/io/npy.h"
 #include "facetrain/io/state_dict.h"
+#include "facetrain/train/checkpoint.h"
 
 namespace facetrain::eval {
 
@@ -54,11 +57,20 @@ std::string json_string(const std::string& s) {
 }  // namespace
 
 backbones::Backbone load_backbone(const BackboneSource& source) {
-  if (source.model.empty()) {
-    throw ConfigError({{"--model", 0, 0, "model", "the backbone type (iresnet50, mbf, ...) or a recipe is required"}});
+  // A facetrain checkpoint says which backbone it holds: its recipe is used unless --model is given.
+  std::optional<train::Checkpoint> ckpt;
+  if (!source.checkpoint.empty() && train::is_checkpoint(source.checkpoint))
+    ckpt = train::read_checkpoint(source.checkpoint);
+  if (source.model.empty() && !ckpt) {
+    throw ConfigError({{"--model", 0, 0, "model",
+                        "the backbone type (iresnet50, mbf, ...) or a recipe is required (a facetrain checkpoint "
+                        "names its own)"}});
   }
-  auto doc = is_recipe(source.model) ? config::Document::from_file(source.model)
-                                     : config::Document::from_string("model: {type: " + source.model + "}", "--model");
+  auto doc =
+      !source.model.empty()
+          ? (is_recipe(source.model) ? config::Document::from_file(source.model)
+                                     : config::Document::from_string("model: {type: " + source.model + "}", "--model"))
+          : config::Document::from_string(ckpt->config, source.checkpoint + " (its recipe)");
   for (const auto& s : source.sets) doc.set(s);
   config::Diagnostics diag;
   config::Section root(doc, diag);
@@ -67,9 +79,33 @@ backbones::Backbone load_backbone(const BackboneSource& source) {
   auto spec = backbones::read_backbone(model);
   diag.throw_if_any();
   backbones::Backbone net = spec.build();
-  io::load_state_dict(*net, source.checkpoint);
+  io::load_state_dict(*net, ckpt ? ckpt->backbone : train::read_backbone_weights(source.checkpoint), source.checkpoint);
   net->eval();
   return net;
+}
+
+VerificationEvaluator::VerificationEvaluator(const std::vector<std::string>& targets, const EmbedOptions& options)
+    : options_(options) {
+  for (const auto& path : targets) sets_.emplace_back(set_name(path), io::read_verification_bin(path));
+}
+
+train::EvalReport VerificationEvaluator::evaluate(backbones::BackboneImpl& net, torch::Device device) {
+  EmbedOptions o = options_;
+  o.device = device;
+  std::vector<NamedResult> results;
+  for (const auto& [name, bin] : sets_) {
+    o.progress = progress_logger("eval " + name, "image", 25);
+    results.emplace_back(name, evaluate_bin(net, bin, name, o));
+  }
+  train::EvalReport report;
+  report.sets = nlohmann::json::parse(results_json(results));
+  for (const auto& [name, r] : results) {
+    report.scalars.emplace_back(name + "/accuracy", r.accuracy);
+    report.scalars.emplace_back(name + "/val", r.val);
+    report.scalars.emplace_back(name + "/xnorm", r.xnorm);
+  }
+  report.text = format_table(results);
+  return report;
 }
 
 VerificationResult evaluate_bin(backbones::BackboneImpl& net, const io::VerificationBin& bin, const std::string& name,

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <unordered_map>
@@ -288,7 +289,8 @@ std::string checkpoint_hint(const pickle::Value& root) {
   return " (if this is a checkpoint, pick its state dict with the entry option: " + candidates + ")";
 }
 
-StateDict read_archive(PyTorchStreamReader& reader, const std::string& path, const ReadOptions& options) {
+// The root value of the archive's data.pkl.
+pickle::ValuePtr read_root(PyTorchStreamReader& reader, const std::string& path) {
   if (reader.hasRecord("byteorder")) {
     auto [data, size] = reader.getRecord("byteorder");
     std::string order(static_cast<const char*>(data.get()), size);
@@ -306,14 +308,17 @@ StateDict read_archive(PyTorchStreamReader& reader, const std::string& path, con
   pickle::ReaderOptions pickle_options;
   pickle_options.source = "data.pkl";
   pickle_options.allowed_globals = allowed_globals();
-  pickle::ValuePtr root;
   try {
-    root = pickle::read(std::string_view(static_cast<const char*>(pkl.get()), pkl_size), pickle_options);
+    return pickle::read(std::string_view(static_cast<const char*>(pkl.get()), pkl_size), pickle_options);
   } catch (const DataError& e) {
     read_error(path, e.what());
   }
-  const pickle::Value& mapping = select_mapping(*root, path, options.entry);
+}
 
+// The tensors of `mapping` (a dict of tensors inside the archive); `hint` is added to the message
+// of an entry that is not a tensor.
+StateDict read_tensors(PyTorchStreamReader& reader, const std::string& path, const pickle::Value& mapping,
+                       const std::function<std::string(const pickle::Value&)>& hint) {
   std::vector<std::pair<std::string, TensorSpec>> specs;
   std::unordered_map<std::string, int> uses;                 // storage key -> entries using it
   std::unordered_map<std::string, const TensorSpec*> first;  // storage key -> first spec naming it
@@ -327,9 +332,7 @@ StateDict read_archive(PyTorchStreamReader& reader, const std::string& path, con
       check_view(spec);
       specs.emplace_back(name, std::move(spec));
     } catch (const DataError& e) {
-      read_error(path,
-                 "entry '" + name + "': " + e.what() +
-                     (options.entry.empty() && !value->is_object_of(kRebuildTensor) ? checkpoint_hint(*root) : ""));
+      read_error(path, "entry '" + name + "': " + e.what() + (hint ? hint(*value) : ""));
     }
   }
   for (const auto& [name, spec] : specs) {
@@ -357,6 +360,14 @@ StateDict read_archive(PyTorchStreamReader& reader, const std::string& path, con
   return out;
 }
 
+StateDict read_archive_state_dict(PyTorchStreamReader& reader, const std::string& path, const ReadOptions& options) {
+  const pickle::ValuePtr root = read_root(reader, path);
+  const pickle::Value& mapping = select_mapping(*root, path, options.entry);
+  return read_tensors(reader, path, mapping, [&](const pickle::Value& value) {
+    return options.entry.empty() && !value.is_object_of(kRebuildTensor) ? checkpoint_hint(*root) : std::string();
+  });
+}
+
 // --- writing ---------------------------------------------------------------------------------
 
 // Strides of a contiguous tensor of `sizes`, as PyTorch computes them (size-0 dims count as 1).
@@ -377,42 +388,54 @@ void int_tuple(pickle::Writer& w, const std::vector<int64_t>& values) {
   }
 }
 
-// data.pkl: OrderedDict([(name, _rebuild_tensor_v2(persistent_id(('storage', torch.<T>Storage,
-// '<i>', 'cpu', numel)), 0, size, stride, False, OrderedDict())), ...]), as torch.save writes it.
-std::string state_dict_pickle(const StateDict& state) {
-  pickle::Writer w;
+// An OrderedDict([(name, _rebuild_tensor_v2(persistent_id(('storage', torch.<T>Storage, '<i>', 'cpu',
+// numel)), 0, size, stride, False, OrderedDict())), ...]), as torch.save writes it; storages are
+// numbered from `next_storage`, which is advanced past them.
+void emit_state_dict(pickle::Writer& w, const StateDict& state, size_t& next_storage) {
   w.global("collections", "OrderedDict");
   w.empty_tuple();
   w.reduce();
-  if (!state.empty()) {
+  if (state.empty()) return;
+  w.mark();
+  for (const auto& [name, tensor] : state) {
+    w.string(name);
+    w.global("torch._utils", "_rebuild_tensor_v2");
     w.mark();
-    for (size_t i = 0; i < state.size(); ++i) {
-      const auto& [name, tensor] = state[i];
-      w.string(name);
-      w.global("torch._utils", "_rebuild_tensor_v2");
-      w.mark();
-      w.mark();
-      w.string("storage");
-      w.global("torch", storage_class(tensor.scalar_type())->name);
-      w.string(std::to_string(i));
-      w.string("cpu");
-      w.integer(tensor.numel());
-      w.tuple_from_mark();
-      w.binpersid();
-      w.integer(0);
-      int_tuple(w, tensor.sizes().vec());
-      int_tuple(w, row_major_strides(tensor.sizes()));
-      w.boolean(false);
-      w.global("collections", "OrderedDict");
-      w.empty_tuple();
-      w.reduce();
-      w.tuple_from_mark();
-      w.reduce();
-    }
-    w.setitems();
+    w.mark();
+    w.string("storage");
+    w.global("torch", storage_class(tensor.scalar_type())->name);
+    w.string(std::to_string(next_storage++));
+    w.string("cpu");
+    w.integer(tensor.numel());
+    w.tuple_from_mark();
+    w.binpersid();
+    w.integer(0);
+    int_tuple(w, tensor.sizes().vec());
+    int_tuple(w, row_major_strides(tensor.sizes()));
+    w.boolean(false);
+    w.global("collections", "OrderedDict");
+    w.empty_tuple();
+    w.reduce();
+    w.tuple_from_mark();
+    w.reduce();
   }
-  w.stop();
-  return w.take();
+  w.setitems();
+}
+
+// Checks what write_state_dict / write_archive document as ArgumentErrors.
+void check_writable(const StateDict& state, const std::string& where) {
+  std::unordered_set<std::string> names;
+  for (const auto& [name, tensor] : state) {
+    if (name.empty()) throw ArgumentError(where + "a tensor has an empty name");
+    if (!names.insert(name).second) throw ArgumentError(where + "the name '" + name + "' appears twice");
+    if (!tensor.defined()) throw ArgumentError(where + "'" + name + "' is an undefined tensor");
+    if (tensor.layout() != torch::kStrided)
+      throw ArgumentError(where + "'" + name + "' is not a dense (strided) tensor");
+    if (storage_class(tensor.scalar_type()) == nullptr) {
+      throw ArgumentError(where + "'" + name + "' has dtype " + dtype_name(tensor.scalar_type()) +
+                          ", which state-dict files do not store here");
+    }
+  }
 }
 
 // Writes everything it is given to a file descriptor and remembers the first error. It always
@@ -443,14 +466,70 @@ class FileSink {
   int error_ = 0;
 };
 
-void write_archive(PyTorchStreamWriter& writer, const StateDict& state, const std::string& pkl) {
+// data.pkl, byteorder, then data/<i> for the i-th tensor of `tensors`.
+void write_records(PyTorchStreamWriter& writer, const std::vector<torch::Tensor>& tensors, const std::string& pkl) {
   writer.writeRecord("data.pkl", pkl.data(), pkl.size());
   writer.writeRecord("byteorder", "little", 6);
-  for (size_t i = 0; i < state.size(); ++i) {
-    torch::Tensor t = state[i].second.detach().to(torch::kCPU).contiguous();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    torch::Tensor t = tensors[i].detach().to(torch::kCPU).contiguous();
     writer.writeRecord("data/" + std::to_string(i), t.data_ptr(), t.nbytes());
   }
   writer.writeEndOfFile();
+}
+
+// Writes the archive atomically: `<path>.tmp.<pid>`, fsync, rename, fsync of the folder.
+void write_zip(const std::string& path, const std::string& pkl, const std::vector<torch::Tensor>& tensors) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) write_error(path, "cannot create '" + tmp + "': " + std::strerror(errno));
+  auto discard = [&] {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    ::unlink(tmp.c_str());
+  };
+  try {
+    FileSink sink(fd);
+    auto writer = std::make_unique<PyTorchStreamWriter>(
+        [&sink](const void* data, size_t size) { return sink.write(data, size); });
+    try {
+      write_records(*writer, tensors, pkl);
+    } catch (...) {
+      // The writer's destructor finishes the archive if we did not; make sure that cannot throw.
+      if (!writer->finalized()) {
+        try {
+          writer->writeEndOfFile();
+        } catch (...) {
+        }
+      }
+      if (!writer->finalized()) (void)writer.release();  // leak rather than terminate in ~PyTorchStreamWriter
+      throw;
+    }
+    if (sink.error() != 0) write_error(path, "writing '" + tmp + "' failed: " + std::strerror(sink.error()));
+    if (::fsync(fd) != 0) write_error(path, "flushing '" + tmp + "' failed: " + std::strerror(errno));
+    int closed = ::close(fd);
+    fd = -1;
+    if (closed != 0) write_error(path, "closing '" + tmp + "' failed: " + std::strerror(errno));
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      write_error(path, "renaming '" + tmp + "' to it failed: " + std::strerror(errno));
+    }
+  } catch (const c10::Error& e) {
+    discard();
+    write_error(path, torch_message(e));
+  } catch (...) {
+    discard();
+    throw;
+  }
+  fsync_directory(path);
+}
+
+// Opens `path` for reading (after check_file).
+std::unique_ptr<PyTorchStreamReader> open_archive(const std::string& path) {
+  check_file(path);
+  try {
+    return std::make_unique<PyTorchStreamReader>(path);
+  } catch (const c10::Error& e) {
+    read_error(path, "not a readable PyTorch zip archive, truncated or corrupt? (" + torch_message(e) + ")");
+  }
 }
 
 // --- loading ---------------------------------------------------------------------------------
@@ -491,77 +570,89 @@ void collect(const torch::nn::Module& module, const std::string& prefix, StateDi
 }  // namespace
 
 StateDict read_state_dict(const std::string& path, const ReadOptions& options) {
-  check_file(path);
-  std::unique_ptr<PyTorchStreamReader> reader;
+  auto reader = open_archive(path);
   try {
-    reader = std::make_unique<PyTorchStreamReader>(path);
-  } catch (const c10::Error& e) {
-    read_error(path, "not a readable PyTorch zip archive, truncated or corrupt? (" + torch_message(e) + ")");
-  }
-  try {
-    return read_archive(*reader, path, options);
+    return read_archive_state_dict(*reader, path, options);
   } catch (const c10::Error& e) {
     read_error(path, "corrupt archive (" + torch_message(e) + ")");
   }
 }
 
 void write_state_dict(const StateDict& state, const std::string& path) {
-  std::unordered_set<std::string> names;
-  for (const auto& [name, tensor] : state) {
-    std::string where = "write_state_dict('" + path + "'): ";
-    if (name.empty()) throw ArgumentError(where + "a tensor has an empty name");
-    if (!names.insert(name).second) throw ArgumentError(where + "the name '" + name + "' appears twice");
-    if (!tensor.defined()) throw ArgumentError(where + "'" + name + "' is an undefined tensor");
-    if (tensor.layout() != torch::kStrided)
-      throw ArgumentError(where + "'" + name + "' is not a dense (strided) tensor");
-    if (storage_class(tensor.scalar_type()) == nullptr) {
-      throw ArgumentError(where + "'" + name + "' has dtype " + dtype_name(tensor.scalar_type()) +
-                          ", which state-dict files do not store here");
-    }
-  }
-  const std::string pkl = state_dict_pickle(state);
+  check_writable(state, "write_state_dict('" + path + "'): ");
+  pickle::Writer w;
+  size_t next_storage = 0;
+  emit_state_dict(w, state, next_storage);
+  w.stop();
+  std::vector<torch::Tensor> tensors;
+  for (const auto& entry : state) tensors.push_back(entry.second);
+  write_zip(path, w.take(), tensors);
+}
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) write_error(path, "cannot create '" + tmp + "': " + std::strerror(errno));
-  auto discard = [&] {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-    ::unlink(tmp.c_str());
-  };
-  try {
-    FileSink sink(fd);
-    auto writer = std::make_unique<PyTorchStreamWriter>(
-        [&sink](const void* data, size_t size) { return sink.write(data, size); });
-    try {
-      write_archive(*writer, state, pkl);
-    } catch (...) {
-      // The writer's destructor finishes the archive if we did not; make sure that cannot throw.
-      if (!writer->finalized()) {
-        try {
-          writer->writeEndOfFile();
-        } catch (...) {
-        }
-      }
-      if (!writer->finalized()) (void)writer.release();  // leak rather than terminate in ~PyTorchStreamWriter
-      throw;
-    }
-    if (sink.error() != 0) write_error(path, "writing '" + tmp + "' failed: " + std::strerror(sink.error()));
-    if (::fsync(fd) != 0) write_error(path, "flushing '" + tmp + "' failed: " + std::strerror(errno));
-    int closed = ::close(fd);
-    fd = -1;
-    if (closed != 0) write_error(path, "closing '" + tmp + "' failed: " + std::strerror(errno));
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      write_error(path, "renaming '" + tmp + "' to it failed: " + std::strerror(errno));
-    }
-  } catch (const c10::Error& e) {
-    discard();
-    write_error(path, torch_message(e));
-  } catch (...) {
-    discard();
-    throw;
+void write_archive(const Archive& archive, const std::string& path) {
+  const std::string where = "write_archive('" + path + "'): ";
+  std::unordered_set<std::string> keys;
+  for (const auto& [key, value] : archive) {
+    if (!keys.insert(key).second) throw ArgumentError(where + "the key '" + key + "' appears twice");
+    if (const auto* state = std::get_if<StateDict>(&value)) check_writable(*state, where + "entry '" + key + "': ");
   }
-  fsync_directory(path);
+  pickle::Writer w;
+  size_t next_storage = 0;
+  std::vector<torch::Tensor> tensors;
+  w.empty_dict();
+  if (!archive.empty()) {
+    w.mark();
+    for (const auto& [key, value] : archive) {
+      w.string(key);
+      if (const auto* i = std::get_if<int64_t>(&value)) {
+        w.integer(*i);
+      } else if (const auto* d = std::get_if<double>(&value)) {
+        w.real(*d);
+      } else if (const auto* text = std::get_if<std::string>(&value)) {
+        w.string(*text);
+      } else {
+        const auto& state = std::get<StateDict>(value);
+        emit_state_dict(w, state, next_storage);
+        for (const auto& entry : state) tensors.push_back(entry.second);
+      }
+    }
+    w.setitems();
+  }
+  w.stop();
+  write_zip(path, w.take(), tensors);
+}
+
+Archive read_archive(const std::string& path, std::vector<std::string>* skipped) {
+  auto reader = open_archive(path);
+  try {
+    const pickle::ValuePtr root = read_root(*reader, path);
+    if (!root->is_mapping() || root->is_object_of(kOrderedDict))
+      read_error(path, "expected a dict at the top level (a checkpoint), found " + root->describe());
+    Archive out;
+    for (const auto& [key, value] : root->entries()) {
+      if (!key->is(pickle::Kind::kString)) read_error(path, "a top-level key is " + key->describe() + ", not a str");
+      const std::string& name = key->as_string();
+      if (value->is(pickle::Kind::kInt)) {
+        out.emplace_back(name, value->as_int());
+      } else if (value->is(pickle::Kind::kBool)) {
+        out.emplace_back(name, int64_t{value->as_bool()});
+      } else if (value->is(pickle::Kind::kFloat)) {
+        out.emplace_back(name, value->as_double());
+      } else if (value->is(pickle::Kind::kString)) {
+        out.emplace_back(name, value->as_string());
+      } else if (value->is_mapping() &&
+                 std::all_of(value->entries().begin(), value->entries().end(), [](const auto& e) {
+                   return e.second->is_object_of(kRebuildTensor) || e.second->is_object_of(kRebuildParameter);
+                 })) {
+        out.emplace_back(name, read_tensors(*reader, path, *value, nullptr));
+      } else if (skipped != nullptr) {
+        skipped->push_back(name);
+      }
+    }
+    return out;
+  } catch (const c10::Error& e) {
+    read_error(path, "corrupt archive (" + torch_message(e) + ")");
+  }
 }
 
 StateDict module_state_dict(const torch::nn::Module& module) {

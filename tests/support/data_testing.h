@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "command_testing.h"
 #include "facetrain/core/error.h"
 #include "facetrain/data/recordio.h"
 
@@ -127,23 +128,5 @@ class TempDirTest : public ::testing::Test {
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   std::filesystem::path dir_;
 };
-
-/// A shell command's exit status (-1 if it did not exit normally) and its stdout + stderr.
-struct CommandResult {
-  int status = -1;
-  std::string output;
-};
-
-inline CommandResult run_command(const std::string& command) {
-  CommandResult result;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
 
 }  // namespace facetrain::testing

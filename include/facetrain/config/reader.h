@@ -89,7 +89,7 @@ class Section {
   Section(const Document& doc, Diagnostics& diag);
 
   /// Reads optional `key` into `value` if present. Supported: bool, int, int64_t, double,
-  /// std::string, std::vector<std::string>, std::vector<int64_t>. Returns true if the key was present and valid;
+  /// std::string, std::vector<std::string>, std::vector<int64_t>, std::vector<double>. Returns true if the key was present and valid;
   /// a value of the wrong type is reported and `value` keeps its default.
   template <class T>
   bool read(std::string_view key, T& value);

@@ -18,14 +18,18 @@
 #include "facetrain/eval/ijb.h"
 #include "facetrain/eval/verification.h"
 #include "facetrain/io/verification_bin.h"
+#include "facetrain/train/trainer.h"
 
 namespace facetrain::eval {
 
 /// Where a backbone's weights come from.
 struct BackboneSource {
-  std::string checkpoint;  ///< a PyTorch state dict (.pth; "module." prefixes are stripped)
+  /// A facetrain checkpoint (.ckpt), an insightface training checkpoint (its
+  /// state_dict_backbone), or a PyTorch state dict (.pth; "module." prefixes are stripped).
+  std::string checkpoint;
   /// A backbone type ("iresnet50", "r100", "mbf", ...) or a YAML recipe (.yaml/.yml) whose
-  /// `model:` section describes it.
+  /// `model:` section describes it. May be empty for a facetrain checkpoint, whose stored recipe
+  /// is used.
   std::string model;
   std::vector<std::string> sets;  ///< `--set model.embedding_size=256` overrides
 };
@@ -34,6 +38,20 @@ struct BackboneSource {
 /// (every tensor present, no extra ones, shapes equal). Throws facetrain::ConfigError for a bad
 /// model description and facetrain::DataError naming the checkpoint for weights that do not fit.
 backbones::Backbone load_backbone(const BackboneSource& source);
+
+/// The trainer's periodic evaluation (train::Evaluator): every `.bin` of eval.targets, scored by
+/// evaluate_bin. The files are read when it is made, so a bad target fails before training.
+class VerificationEvaluator : public train::Evaluator {
+ public:
+  /// Throws DataError naming a target that cannot be read.
+  VerificationEvaluator(const std::vector<std::string>& targets, const EmbedOptions& options);
+  /// {NAME: results_json's fields}; scalars NAME/accuracy, NAME/val, NAME/xnorm; format_table.
+  train::EvalReport evaluate(backbones::BackboneImpl& net, torch::Device device) override;
+
+ private:
+  EmbedOptions options_;
+  std::vector<std::pair<std::string, io::VerificationBin>> sets_;
+};
 
 /// Embeds a verification set's images and their mirrors and runs the protocol (verification.h).
 VerificationResult evaluate_bin(backbones::BackboneImpl& net, const io::VerificationBin& bin, const std::string& name,

@@ -23,6 +23,7 @@
 
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "facetrain/core/error.h"
@@ -61,6 +62,25 @@ StateDict read_state_dict(const std::string& path, const ReadOptions& options = 
 /// facetrain::DataError is thrown. Throws facetrain::ArgumentError (before touching any file)
 /// for an empty or duplicate name, an undefined or non-strided tensor, or an unsupported dtype.
 void write_state_dict(const StateDict& state, const std::string& path);
+
+/// One value of a checkpoint archive's top-level dict: a Python int, float, str, or a state dict
+/// (an OrderedDict of tensors).
+using ArchiveValue = std::variant<int64_t, double, std::string, StateDict>;
+/// A checkpoint: the top-level dict of a torch.save archive, in order.
+using Archive = std::vector<std::pair<std::string, ArchiveValue>>;
+
+/// Writes `archive` as the zip archive `torch.save({key: value, ...}, path)` writes: Python's
+/// torch.load() returns a dict of int, float, str and OrderedDicts of tensors, so
+/// `torch.load(path)["state_dict_backbone"]` loads into a PyTorch model. Atomic, and with the same
+/// errors, as write_state_dict (ArgumentError also for a key that appears twice).
+void write_archive(const Archive& archive, const std::string& path);
+
+/// Reads a torch.save archive whose top level is a dict: its int, float (and bool, as int), str
+/// and dict-of-tensor entries, in file order. Other entries (lists, None, nested dicts of other
+/// things, as in optimizer states) are left out and their keys appended to `skipped` when given.
+/// Throws facetrain::DataError naming `path` as read_state_dict does, and when the top level is
+/// not a plain dict (a bare state dict is an OrderedDict: read it with read_state_dict).
+Archive read_archive(const std::string& path, std::vector<std::string>* skipped = nullptr);
 
 /// The state dict of `module`: names and tensors in PyTorch's state_dict() order (own
 /// parameters, own buffers, then children recursively; undefined tensors skipped). The tensors
