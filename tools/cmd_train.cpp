@@ -2,9 +2,9 @@
 // train/trainer.h (and eval/report.h for the periodic evaluation).
 #include <spdlog/spdlog.h>
 
-#include <csignal>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 

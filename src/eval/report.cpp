@@ -59,8 +59,7 @@ std::string json_string(const std::string& s) {
 backbones::Backbone load_backbone(const BackboneSource& source) {
   // A facetrain checkpoint says which backbone it holds: its recipe is used unless --model is given.
   std::optional<train::Checkpoint> ckpt;
-  if (!source.checkpoint.empty() && train::is_checkpoint(source.checkpoint))
-    ckpt = train::read_checkpoint(source.checkpoint);
+  if (!source.checkpoint.empty()) ckpt = train::read_checkpoint_if(source.checkpoint);
   if (source.model.empty() && !ckpt) {
     throw ConfigError({{"--model", 0, 0, "model",
                         "the backbone type (iresnet50, mbf, ...) or a recipe is required (a facetrain checkpoint "

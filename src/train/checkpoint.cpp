@@ -60,16 +60,21 @@ void write_checkpoint(const Checkpoint& c, const std::string& path) {
   io::write_archive(a, path);
 }
 
-Checkpoint read_checkpoint(const std::string& path) {
-  io::Archive a;
-  try {
-    a = io::read_archive(path);
-  } catch (const DataError& e) {
-    const std::string what = e.what();
-    if (what.find("expected a dict at the top level") != std::string::npos)
-      throw DataError("'" + path + "' is not a facetrain checkpoint but a plain state dict (use it with --finetune)");
-    throw;
+namespace {
+
+// True when `a` is a facetrain checkpoint (its "format" entry says so).
+bool has_format(const io::Archive& a) {
+  for (const auto& [key, value] : a) {
+    if (key == "format") {
+      const auto* v = std::get_if<std::string>(&value);
+      return v && *v == kFormat;
+    }
   }
+  return false;
+}
+
+// The checkpoint in `a`, read from `path` (messages). DataError when `a` is not one.
+Checkpoint checkpoint_from(const io::Archive& a, const std::string& path) {
   std::map<std::string, const io::ArchiveValue*> entries;
   for (const auto& [key, value] : a) entries[key] = &value;
   auto fail = [&](const std::string& what) -> void { throw DataError("checkpoint '" + path + "': " + what); };
@@ -93,8 +98,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     if (!v) fail(std::string("entry '") + key + "' is not a dict of tensors");
     return *v;
   };
-  if (entries.find("format") == entries.end() || !std::get_if<std::string>(entries["format"]) ||
-      text("format") != kFormat) {
+  if (!has_format(a)) {
     std::string hint = entries.count("state_dict_backbone") ? " (an insightface checkpoint? use --finetune)" : "";
     throw DataError("'" + path + "' is not a facetrain checkpoint" + hint);
   }
@@ -125,17 +129,53 @@ Checkpoint read_checkpoint(const std::string& path) {
   return c;
 }
 
+}  // namespace
+
+Checkpoint read_checkpoint(const std::string& path) {
+  io::Archive a;
+  try {
+    a = io::read_archive(path);
+  } catch (const DataError& e) {
+    const std::string what = e.what();
+    if (what.find("expected a dict at the top level") != std::string::npos)
+      throw DataError("'" + path + "' is not a facetrain checkpoint but a plain state dict (use it with --finetune)");
+    throw;
+  }
+  return checkpoint_from(a, path);
+}
+
+std::optional<Checkpoint> read_checkpoint_if(const std::string& path) {
+  io::Archive a;
+  try {
+    a = io::read_archive(path);
+  } catch (const DataError&) {
+    return std::nullopt;  // not an archive of a dict (a plain state dict), or unreadable
+  }
+  if (!has_format(a)) return std::nullopt;
+  return checkpoint_from(a, path);
+}
+
 bool is_checkpoint(const std::string& path) {
   try {
-    for (const auto& [key, value] : io::read_archive(path)) {
-      if (key == "format") {
-        const auto* v = std::get_if<std::string>(&value);
-        return v && *v == kFormat;
-      }
-    }
+    return read_checkpoint_if(path).has_value();
   } catch (const Error&) {
+    return false;
   }
-  return false;
+}
+
+io::StateDict read_backbone_weights(const std::string& path) {
+  io::Archive a;
+  try {
+    a = io::read_archive(path);
+  } catch (const DataError&) {
+    return io::read_state_dict(path);  // a plain state dict, read with read_state_dict's messages
+  }
+  if (has_format(a)) return checkpoint_from(a, path).backbone;
+  for (auto& [key, value] : a) {
+    if (key == "state_dict_backbone" && std::holds_alternative<io::StateDict>(value))
+      return std::get<io::StateDict>(std::move(value));  // an insightface training checkpoint
+  }
+  return io::read_state_dict(path);
 }
 
 std::vector<std::string> list_checkpoints(const std::string& dir) {

@@ -127,27 +127,16 @@ void set_rng_state(const io::StateDict& state, torch::Device device, const std::
   }
 }
 
-int64_t scalar_of(const io::StateDict& state, const std::string& key, int64_t fallback) {
+// The one-number tensor `key` of `state`, or `fallback` when it is absent.
+template <class T>
+T scalar_of(const io::StateDict& state, const std::string& key, T fallback) {
   for (const auto& [name, t] : state) {
-    if (name == key) return t.item<int64_t>();
+    if (name == key) return t.template item<T>();
   }
   return fallback;
 }
 
 }  // namespace
-
-io::StateDict read_backbone_weights(const std::string& path) {
-  if (is_checkpoint(path)) return read_checkpoint(path).backbone;
-  try {
-    for (auto& [key, value] : io::read_archive(path)) {
-      if (key == "state_dict_backbone" && std::holds_alternative<io::StateDict>(value))
-        return std::get<io::StateDict>(std::move(value));  // an insightface training checkpoint
-    }
-  } catch (const DataError&) {
-    // a plain state dict (an OrderedDict at the top): read below, with read_state_dict's messages
-  }
-  return io::read_state_dict(path);
-}
 
 std::string latest_checkpoint(const std::string& output_dir) {
   auto all = list_checkpoints((fs::path(output_dir) / "checkpoints").string());
@@ -306,14 +295,9 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
     io::load_state_dict(*s.backbone, c.backbone, resume);
     io::load_state_dict(*s.head, c.head, resume);
     s.optimizer->load_state_dict(c.optimizer, resume);
-    s.loss_scale = [&] {
-      for (const auto& [name, t] : c.scaler) {
-        if (name == "scale") return t.item<double>();
-      }
-      return s.loss_scale;
-    }();
-    s.growth_tracker = scalar_of(c.scaler, "growth_tracker", 0);
-    s.bad_in_row = scalar_of(c.run, "bad_steps_in_row", 0);
+    s.loss_scale = scalar_of(c.scaler, "scale", s.loss_scale);
+    s.growth_tracker = scalar_of<int64_t>(c.scaler, "growth_tracker", 0);
+    s.bad_in_row = scalar_of<int64_t>(c.run, "bad_steps_in_row", 0);
     set_rng_state(c.rng, s.device, resume);
     s.step = c.step;
     s.epoch = c.epoch;

@@ -214,8 +214,10 @@ TEST_F(Trainer_, NonFiniteStepIsSkippedAndTooManyStopTheRun) {
     if (c.step == 3) {  // the skipped step changed no parameter (BatchNorm statistics move in forward)
       auto now = io::module_state_dict(*c.backbone);
       for (size_t i = 0; i < now.size(); ++i) {
-        if (now[i].first.find("running") == std::string::npos && now[i].first.find("num_batches") == std::string::npos)
+        if (now[i].first.find("running") == std::string::npos &&
+            now[i].first.find("num_batches") == std::string::npos) {
           EXPECT_TRUE(torch::equal(now[i].second, before_bad[i].second)) << now[i].first;
+        }
       }
     }
   });
@@ -224,8 +226,11 @@ TEST_F(Trainer_, NonFiniteStepIsSkippedAndTooManyStopTheRun) {
   EXPECT_EQ(result.skipped_steps, 1);
   auto log = testing::slurp(path("run/train.log"));
   EXPECT_NE(log.find("step 3: skipped, the gradient of backbone."), std::string::npos) << log;
-  for (const auto& [name, t] : io::module_state_dict(trainer.backbone()))
-    if (t.is_floating_point()) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+  for (const auto& [name, t] : io::module_state_dict(trainer.backbone())) {
+    if (t.is_floating_point()) {
+      EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+    }
+  }
 
   Trainer always(recipe(tiny(), path("bad"), {"train.max_bad_steps=3"}), at(path("bad")));
   always.set_step_hook([](StepContext& c) { c.head->weight.mutable_grad().fill_(INFINITY); });

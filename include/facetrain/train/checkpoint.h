@@ -54,6 +54,11 @@ void write_checkpoint(const Checkpoint& ckpt, const std::string& path);
 /// checkpoint (a plain .pth: "use --finetune"), or of a newer version than this code reads.
 Checkpoint read_checkpoint(const std::string& path);
 
+/// The checkpoint at `path`, or nullopt when the file is not a facetrain checkpoint (a plain state
+/// dict, another torch.save dict, or not readable as an archive). Reads the file once. Throws
+/// DataError like read_checkpoint for a facetrain checkpoint that is incomplete or too new.
+std::optional<Checkpoint> read_checkpoint_if(const std::string& path);
+
 /// True if `path` is a facetrain checkpoint (a readable archive with format
 /// "facetrain.checkpoint"); false for anything else, never throws.
 bool is_checkpoint(const std::string& path);
