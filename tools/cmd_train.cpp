@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "facetrain/config/reader.h"
+#include "facetrain/dist/group.h"
 #include "facetrain/eval/report.h"
 #include "facetrain/train/checkpoint.h"
 #include "facetrain/train/recipe.h"
@@ -61,6 +62,7 @@ int run_training(const TrainArgs& args) {
   run.output_dir = output;
   run.resume = args.resume;
   run.finetune = args.finetune;
+  run.environment = dist::read_environment();  // torchrun's, `facetrain launch`'s or SLURM's; else one process
   train::Trainer trainer(recipe, run);
   if (!recipe.eval.targets.empty()) {
     eval::EmbedOptions embed;

@@ -19,6 +19,9 @@ using Runner = std::function<int()>;
 /// subcommand and the same options on the top level; its runner returns -1 when neither was used.
 Runner add_train_command(CLI::App& app);
 
+/// `facetrain launch --nproc N -- ARGS` (cmd_launch.cpp): N local processes with torchrun's variables.
+Runner add_launch_command(CLI::App& app);
+
 /// `facetrain heads`: lists the built-in heads with their defaults and references.
 Runner add_heads_command(CLI::App& app);
 /// `facetrain head-demo`: trains a margin head on random clusters (the main job until the

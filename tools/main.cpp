@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     commands.emplace_back(app.get_subcommands({})[before], runner);
   };
   add(&facetrain::tools::add_train_command);
+  add(&facetrain::tools::add_launch_command);
   add(&facetrain::tools::add_heads_command);
   add(&facetrain::tools::add_head_demo_command);
   add(&facetrain::tools::add_model_command);

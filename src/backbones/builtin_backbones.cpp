@@ -84,7 +84,10 @@ BackboneSpec read_backbone(config::Section& section) {
       if (type == e.type || type == e.alias) found = &e;
     }
     if (found) {
+      bool sync_bn = false;
+      section.read("sync_bn", sync_bn);
       spec = found->read(found->type, &section);
+      spec.sync_bn = sync_bn;
     } else {
       auto hint = config::Section::closest(type, known);
       section.error("type", "unknown backbone type '" + type + "'; known types: " + backbone_type_list() +

@@ -340,14 +340,15 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
     throw ArgumentError("Loader: " + dataset_->describe() + " has fewer samples than the " +
                         std::to_string(options_.world_size) + " ranks");
   }
-  state_->samples_per_rank = (n + options_.world_size - 1) / options_.world_size;
-  state_->steps = options_.drop_last ? state_->samples_per_rank / options_.batch_size
-                                     : (state_->samples_per_rank + options_.batch_size - 1) / options_.batch_size;
+  const int64_t global = options_.batch_size * options_.world_size;
+  state_->steps = options_.drop_last ? n / global : (n + global - 1) / global;
+  state_->samples_per_rank = state_->steps * options_.batch_size;
   if (state_->steps == 0) {
-    throw ArgumentError("Loader: batch_size " + std::to_string(options_.batch_size) + " is larger than the " +
-                        std::to_string(state_->samples_per_rank) +
-                        " samples each rank has per epoch, and drop_last leaves no batch (lower data.batch_size, or "
-                        "set data.drop_last: false)");
+    throw ArgumentError("Loader: the global batch (batch_size " + std::to_string(options_.batch_size) + " x " +
+                        std::to_string(options_.world_size) + " ranks = " + std::to_string(global) +
+                        ") is larger than the " + std::to_string(n) +
+                        " samples of an epoch, and drop_last leaves no batch (lower data.batch_size, or set "
+                        "data.drop_last: false)");
   }
   state_->pin = options_.pin_memory && torch::cuda::is_available();
 }
@@ -365,8 +366,10 @@ int64_t Loader::steps_per_epoch() const { return state_->steps; }
 int64_t Loader::skipped() const { return state_->skipped.load(); }
 
 std::vector<int64_t> Loader::epoch_indices(int64_t epoch) const {
-  // DistributedSampler: a permutation of the dataset (or its order), padded by repeating its
-  // start to world_size * samples_per_rank, then rank r takes positions r, r + world, ...
+  // A permutation of the dataset (or its order), padded by repeating its start to a whole number
+  // of global batches (batch_size x world_size); global batch k is dealt to the ranks in order,
+  // rank r taking its positions [k*G + r*b, k*G + (r+1)*b). The global batches are thus the same
+  // whatever the world size.
   const int64_t n = dataset_->size();
   std::vector<int64_t> perm(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
@@ -380,10 +383,14 @@ std::vector<int64_t> Loader::epoch_indices(int64_t epoch) const {
   std::vector<int64_t> mine;
   mine.reserve(static_cast<size_t>(state_->samples_per_rank));
   for (int64_t k = 0; k < state_->samples_per_rank; ++k) {
-    int64_t position = options_.rank + k * options_.world_size;
-    mine.push_back(perm[static_cast<size_t>(position % n)]);
+    mine.push_back(perm[static_cast<size_t>(global_position(k) % n)]);
   }
   return mine;
+}
+
+int64_t Loader::global_position(int64_t position) const {
+  const int64_t b = options_.batch_size;
+  return (position / b) * b * options_.world_size + options_.rank * b + position % b;
 }
 
 void Loader::start_epoch(int64_t epoch, int64_t step) {
@@ -474,14 +481,16 @@ Batch Loader::make_batch(int64_t step) const {
   batch.images = state_->images_tensor(b, static_cast<size_t>(options_.workers + options_.prefetch + 2));
   batch.labels = torch::empty({b}, torch::kInt64);
   batch.indices.resize(static_cast<size_t>(b));
-  batch.valid = std::min(b, s.samples_per_rank - step * b);
+  batch.valid = std::clamp<int64_t>(dataset_->size() - global_position(step * b), 0, b);
   float* images = batch.images.data_ptr<float>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   for (int64_t row = 0; row < b; ++row) {
     const int64_t position = step * b + row;
     int64_t index = s.order[static_cast<size_t>(position)];
-    const uint64_t key = mix({options_.seed, static_cast<uint64_t>(s.epoch), static_cast<uint64_t>(options_.rank),
-                              static_cast<uint64_t>(position)});
+    // Keyed by the position in the epoch's global order: the same augmentation whatever the world
+    // size. (The 0 once held the rank; keeping it keeps one-process runs' augmentations unchanged.)
+    const uint64_t key = mix(
+        {options_.seed, static_cast<uint64_t>(s.epoch), uint64_t{0}, static_cast<uint64_t>(global_position(position))});
     for (int attempt = 0;; ++attempt) {
       try {
         labels[row] = load_sample(index, key, images + row * 3 * kPlane);

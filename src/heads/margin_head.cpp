@@ -1,5 +1,8 @@
 #include "facetrain/heads/margin_head.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
 #include <sstream>
 
 #include "facetrain/core/error.h"
@@ -37,8 +40,37 @@ void MarginHeadImpl::set_reducer(std::shared_ptr<const StatisticsReducer> reduce
   reducer_installed_ = true;
 }
 
+torch::Tensor init_class_rows(const HeadGeometry& g, const std::function<void(torch::Tensor&, at::Generator&)>& fill) {
+  const uint64_t seed = static_cast<uint64_t>(torch::randint(int64_t(1) << 62, {1}, torch::kLong).item<int64_t>());
+  auto out = torch::empty({g.num_local_classes(), g.embedding_size});
+  const int64_t begin = g.class_begin, end = g.end();
+  for (int64_t block = begin / kClassInitBlock; block * kClassInitBlock < end; ++block) {
+    const int64_t b0 = block * kClassInitBlock, b1 = std::min(b0 + kClassInitBlock, g.num_classes);
+    // splitmix64 of (seed, block): independent streams per block.
+    uint64_t z = seed + 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(block + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    at::Generator gen = at::detail::createCPUGenerator(z ^ (z >> 31));
+    auto rows = torch::empty({b1 - b0, g.embedding_size});
+    fill(rows, gen);
+    const int64_t lo = std::max(b0, begin), hi = std::min(b1, end);
+    out.narrow(0, lo - begin, hi - lo).copy_(rows.narrow(0, lo - b0, hi - lo));
+  }
+  return out;
+}
+
 void MarginHeadImpl::init_weight_normal(double std) {
-  weight = register_parameter("weight", torch::randn({geometry_.num_local_classes(), geometry_.embedding_size}) * std);
+  torch::NoGradGuard no_grad;
+  weight = register_parameter("weight", init_class_rows(geometry_, [std](torch::Tensor& rows, at::Generator& gen) {
+                                rows.normal_(0.0, std, gen);
+                              }));
+}
+
+void MarginHeadImpl::init_weight_uniform(double bound) {
+  torch::NoGradGuard no_grad;
+  weight = register_parameter("weight", init_class_rows(geometry_, [bound](torch::Tensor& rows, at::Generator& gen) {
+                                rows.uniform_(-bound, bound, gen);
+                              }));
 }
 
 torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const torch::Tensor& labels) {

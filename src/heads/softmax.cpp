@@ -2,6 +2,8 @@
 
 #include "facetrain/heads/normface.h"
 
+#include <cmath>
+
 namespace facetrain::heads {
 
 // ---- softmax
@@ -9,11 +11,10 @@ namespace facetrain::heads {
 void SoftmaxOptions::read(config::Section&) {}
 
 SoftmaxImpl::SoftmaxImpl(const SoftmaxOptions&, const HeadGeometry& geometry) : MarginHeadImpl(kType, geometry) {
-  // face.evoLVe: weight xavier-uniform, bias zero.
-  weight = register_parameter("weight", torch::empty({geometry.num_local_classes(), geometry.embedding_size}));
+  // face.evoLVe: weight xavier-uniform over the whole [C, D] matrix (bound √(6 / (D + C)),
+  // whichever classes this shard holds), bias zero.
+  init_weight_uniform(std::sqrt(6.0 / double(geometry.embedding_size + geometry.num_classes)));
   bias = register_parameter("bias", torch::zeros({geometry.num_local_classes()}));
-  torch::NoGradGuard no_grad;
-  torch::nn::init::xavier_uniform_(weight);
 }
 
 torch::Tensor SoftmaxImpl::similarity(const torch::Tensor& x, const torch::Tensor&) {

@@ -263,6 +263,20 @@ std::string LogOptions::describe() const {
   return "every_steps=" + std::to_string(every_steps) + ", tensorboard=" + (tensorboard ? "true" : "false");
 }
 
+void DistOptions::read(config::Section& s) {
+  s.read("timeout_s", timeout_s);
+  s.read("bucket_mb", bucket_mb);
+}
+
+OptionProblems DistOptions::problems() const {
+  OptionProblems p;
+  if (!(timeout_s >= 1)) p.push_back({"timeout_s", "must be at least 1 (seconds), got " + fmt(timeout_s)});
+  if (!(bucket_mb > 0)) p.push_back({"bucket_mb", "must be > 0, got " + fmt(bucket_mb)});
+  return p;
+}
+
+std::string DistOptions::describe() const { return "timeout_s=" + fmt(timeout_s) + ", bucket_mb=" + fmt(bucket_mb); }
+
 // --- the recipe ---------------------------------------------------------------------------------
 
 Recipe read_recipe(const config::Document& doc, const std::string& output_dir) {
@@ -345,6 +359,11 @@ Recipe read_recipe(const config::Document& doc, const std::string& output_dir) {
   r.log.read(log);
   report(log, r.log.problems());
   log.finish();
+
+  auto dist = root.section("dist");
+  r.dist.read(dist);
+  report(dist, r.dist.problems());
+  dist.finish();
 
   root.finish();
   diag.throw_if_any();

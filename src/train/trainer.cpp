@@ -22,6 +22,8 @@
 #include "facetrain/core/torch_compat.h"
 #include "facetrain/data/dataset.h"
 #include "facetrain/data/loader.h"
+#include "facetrain/dist/data_parallel.h"
+#include "facetrain/dist/model_parallel.h"
 #include "facetrain/io/verification_bin.h"
 #include "facetrain/train/checkpoint.h"
 #include "facetrain/train/optimizer.h"
@@ -76,13 +78,15 @@ const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGT
   throw ConfigError({ConfigIssue{r.source, 0, 0, key, message}});
 }
 
-torch::Device choose_device(const Recipe& r) {
+torch::Device choose_device(const Recipe& r, const dist::Environment& env) {
   const std::string& d = r.train.device;
-  if (d == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  // Several processes on one node: each takes the GPU of its local rank.
+  const auto local = static_cast<c10::DeviceIndex>(env.distributed() ? env.local_rank : 0);
+  if (d == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, local) : torch::Device(torch::kCPU);
   if (d == "cpu") return torch::kCPU;
   if (!torch::cuda::is_available())
     config_error(r, "train.device", "'" + d + "' asked for, but this build or machine has no CUDA device");
-  torch::Device device(d == "cuda" ? std::string("cuda:0") : d);
+  torch::Device device(d == "cuda" ? "cuda:" + std::to_string(local) : d);
   if (device.index() >= static_cast<int>(torch::cuda::device_count()))
     config_error(r, "train.device",
                  "'" + d + "': there are only " + std::to_string(torch::cuda::device_count()) + " CUDA devices");
@@ -136,6 +140,40 @@ T scalar_of(const io::StateDict& state, const std::string& key, T fallback) {
   return fallback;
 }
 
+// The head's tensors that hold one row per class: its parameters of C_local rows.
+std::vector<std::string> class_row_parameters(heads::MarginHeadImpl& head) {
+  std::vector<std::string> out;
+  for (const auto& p : head.named_parameters()) {
+    if (p.value().dim() >= 1 && p.value().size(0) == head.geometry().num_local_classes()) out.push_back(p.key());
+  }
+  return out;
+}
+
+// `name` is `param` itself or one of its optimizer slots ("param.momentum_buffer").
+bool is_or_slot_of(const std::string& name, const std::string& param) {
+  return name == param ||
+         (name.size() > param.size() && name.compare(0, param.size(), param) == 0 && name[param.size()] == '.');
+}
+
+// Every rank's rows of a class-row tensor, concatenated: [C, ...] (rank shards may differ by one row).
+torch::Tensor gather_class_rows(const torch::Tensor& local, dist::Group& group, int64_t num_classes) {
+  if (group.size() == 1) return local;
+  const int64_t rows = dist::class_shard(num_classes, 0, group.size()).size();  // the largest shard
+  auto padded = torch::zeros(
+      [&] {
+        auto shape = local.sizes().vec();
+        shape[0] = rows;
+        return shape;
+      }(),
+      local.options());
+  padded.narrow(0, 0, local.size(0)).copy_(local);
+  auto all = group.all_gather(padded);
+  std::vector<torch::Tensor> parts;
+  for (int64_t r = 0; r < group.size(); ++r)
+    parts.push_back(all.narrow(0, r * rows, dist::class_shard(num_classes, r, group.size()).size()));
+  return torch::cat(parts, 0);
+}
+
 }  // namespace
 
 std::string latest_checkpoint(const std::string& output_dir) {
@@ -152,6 +190,12 @@ struct Trainer::State {
   std::unique_ptr<data::Loader> loader;
   backbones::Backbone backbone{nullptr};
   std::shared_ptr<heads::MarginHeadImpl> head;
+  std::shared_ptr<dist::Group> group;
+  dist::ClassShard shard;
+  std::vector<std::string> class_rows;  // the head's per-class parameters ("weight", "bias")
+  std::unique_ptr<dist::GradientSync> grad_sync;
+  std::unique_ptr<dist::GroupBatchNormSync> bn_sync;
+  bool rank0 = true;
   std::unique_ptr<Optimizer> optimizer;
   std::unique_ptr<Schedule> schedule;
   std::shared_ptr<Evaluator> evaluator;
@@ -180,21 +224,28 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   if (!run_.resume.empty() && !run_.finetune.empty())
     throw ConfigError({ConfigIssue{"command line", 0, 0, "--finetune", "cannot be combined with --resume"}});
 
-  std::error_code ec;
-  fs::create_directories(run_.output_dir, ec);
-  if (ec) throw DataError("cannot create the output directory '" + run_.output_dir + "': " + ec.message());
+  // With several processes, rank 0 alone writes the output directory and the log; the others
+  // print their warnings and errors.
+  const dist::Environment& env = run_.environment;
+  s.rank0 = env.rank == 0;
   s.checkpoint_dir = (fs::path(run_.output_dir) / "checkpoints").string();
-  fs::create_directories(s.checkpoint_dir, ec);
-  if (ec) throw DataError("cannot create '" + s.checkpoint_dir + "': " + ec.message());
   s.metrics_path = (fs::path(run_.output_dir) / "metrics.jsonl").string();
+  if (s.rank0) {
+    std::error_code ec;
+    fs::create_directories(run_.output_dir, ec);
+    if (ec) throw DataError("cannot create the output directory '" + run_.output_dir + "': " + ec.message());
+    fs::create_directories(s.checkpoint_dir, ec);
+    if (ec) throw DataError("cannot create '" + s.checkpoint_dir + "': " + ec.message());
+  }
 
   // Logging: the terminal, and OUTPUT/train.log.
   s.previous_log = spdlog::default_logger();
   auto sinks = s.previous_log->sinks();
-  sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(
-      (fs::path(run_.output_dir) / "train.log").string(), /*truncate=*/false));
+  if (s.rank0)
+    sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(
+        (fs::path(run_.output_dir) / "train.log").string(), /*truncate=*/false));
   s.log = std::make_shared<spdlog::logger>("facetrain", sinks.begin(), sinks.end());
-  s.log->set_level(s.previous_log->level());
+  s.log->set_level(s.rank0 ? s.previous_log->level() : std::max(s.previous_log->level(), spdlog::level::warn));
   s.log->flush_on(spdlog::level::info);  // train.log is complete whenever the run is stopped
   spdlog::set_default_logger(s.log);
 
@@ -211,16 +262,20 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
                                        "); continue it with --resume auto, or choose another --output"}});
   }
 
-  s.device = choose_device(r);
+  s.device = choose_device(r, env);
   if (r.train.amp == Amp::kFp16 && !s.device.is_cuda())
     config_error(r, "train.amp", "fp16 needs a CUDA device (use bf16 on the CPU)");
   s.log->info("facetrain {} (LibTorch {}) | device {} | output {}", FACETRAIN_VERSION_STRING, compat::torch_version(),
               s.device.str(), run_.output_dir);
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(r.dist.timeout_s * 1000));
+  if (env.distributed()) s.log->info("processes: {}; connecting (timeout {} s)", env.describe(), r.dist.timeout_s);
+  s.group = dist::Group::connect(env, s.device, timeout);
+  if (env.distributed()) s.log->info("processes: {} group of {} connected", s.group->backend(), s.group->size());
   s.log->info("resolved config ({}):\n{}", r.source, r.yaml);
-  write_file_atomic((fs::path(run_.output_dir) / "config.yaml").string(), r.yaml);
+  if (s.rank0) write_file_atomic((fs::path(run_.output_dir) / "config.yaml").string(), r.yaml);
 
-  // The data, synthesised first if the recipe asks for it.
-  if (r.synthesize && !fs::exists(fs::path(r.data.dataset.path) / "train.rec")) {
+  // The data, synthesised first if the recipe asks for it (by rank 0; the others wait).
+  if (s.rank0 && r.synthesize && !fs::exists(fs::path(r.data.dataset.path) / "train.rec")) {
     data::SynthDatasetOptions o = *r.synthesize;
     o.threads = std::max<int64_t>(1, std::thread::hardware_concurrency());
     o.progress = progress_logger("synthesize", "image", 10);
@@ -228,9 +283,13 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
     auto val = data::write_synthetic_dataset(o);
     io::write_verification_bin((fs::path(o.out_dir) / "synth_val.bin").string(), val.images, val.issame);
   }
+  s.group->barrier();
   s.dataset = data::make_dataset(r.data.dataset);
   s.log->info("data: {}", s.dataset->describe());
-  s.loader = std::make_unique<data::Loader>(s.dataset, r.data.loader);
+  data::LoaderOptions loader_options = r.data.loader;
+  loader_options.rank = s.group->rank();
+  loader_options.world_size = s.group->size();
+  s.loader = std::make_unique<data::Loader>(s.dataset, loader_options);
   s.steps_per_epoch = s.loader->steps_per_epoch() / r.train.grad_accum;
   if (s.steps_per_epoch < 1)
     config_error(r, "train.grad_accum",
@@ -242,7 +301,16 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   // The model, initialised from the seed.
   torch::manual_seed(r.train.seed);
   s.backbone = r.model.build();
-  s.head = r.head.build(heads::HeadGeometry(s.backbone->embedding_size(), s.dataset->num_classes()));
+  const int64_t num_classes = s.dataset->num_classes();
+  try {
+    s.shard = dist::class_shard(num_classes, s.group->rank(), s.group->size());
+  } catch (const ArgumentError& e) {
+    throw DataError(s.dataset->describe() + ": " + e.what());
+  }
+  s.head = r.head.build(heads::HeadGeometry(s.backbone->embedding_size(), num_classes, s.shard.begin, s.shard.end));
+  if (s.group->size() > 1) s.head->set_reducer(std::make_shared<dist::ShardReducer>(s.group));
+  s.class_rows = class_row_parameters(*s.head);
+  if (r.model.sync_bn && s.group->size() > 1) s.bn_sync = std::make_unique<dist::GroupBatchNormSync>(s.group);
   if (r.train.amp != Amp::kNone)
     s.backbone->set_mixed_precision(r.train.amp == Amp::kBf16 ? torch::kBFloat16 : torch::kHalf);
   if (!run_.finetune.empty()) {
@@ -252,11 +320,12 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   }
   s.backbone->to(s.device);
   s.head->to(s.device);
+  dist::broadcast_module(*s.backbone, *s.group);  // the same start everywhere, whatever each rank read
   s.backbone->train();
   s.head->train();
 
   // The optimizer: backbone, optionally its 1-D parameters without decay, and the head.
-  const int64_t global_batch = r.train.batch_size * r.train.grad_accum;
+  const int64_t global_batch = r.train.batch_size * r.train.grad_accum * s.group->size();
   const double lr_scale =
       r.optimizer.lr_reference_batch > 0 ? double(global_batch) / double(r.optimizer.lr_reference_batch) : 1.0;
   const double lr = r.optimizer.lr * lr_scale;
@@ -277,6 +346,11 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   groups.erase(std::remove_if(groups.begin(), groups.end(), [](const ParamGroup& g) { return g.params.empty(); }),
                groups.end());
   s.optimizer = std::make_unique<Optimizer>(r.optimizer, groups);
+  if (s.group->size() > 1) {
+    std::vector<torch::Tensor> params;
+    for (const auto& p : s.backbone->parameters()) params.push_back(p);
+    s.grad_sync = std::make_unique<dist::GradientSync>(params, s.group, r.dist.bucket_mb);
+  }
   s.schedule = std::make_unique<Schedule>(r.schedule, r.optimizer.lr, s.total, s.steps_per_epoch);
   if (lr_scale != 1.0)
     s.log->info("lr scaled by global batch {} / {}: {} (head {})", global_batch, r.optimizer.lr_reference_batch,
@@ -293,6 +367,18 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
     mismatch("head", s.head->type(), c.head_type);
     mismatch("class count", std::to_string(s.dataset->num_classes()), std::to_string(c.num_classes));
     io::load_state_dict(*s.backbone, c.backbone, resume);
+    // Checkpoints hold every class; this rank takes its rows of the centres and of their
+    // optimizer slots, whatever the world size that wrote them.
+    auto take_rows = [&](io::StateDict& dict, const std::string& prefix) {
+      for (auto& [name, t] : dict) {
+        for (const auto& param : s.class_rows) {
+          if (is_or_slot_of(name, prefix + param) && t.dim() >= 1 && t.size(0) == c.num_classes)
+            t = t.narrow(0, s.shard.begin, s.shard.size()).clone();
+        }
+      }
+    };
+    take_rows(c.head, "");
+    take_rows(c.optimizer, "head.");
     io::load_state_dict(*s.head, c.head, resume);
     s.optimizer->load_state_dict(c.optimizer, resume);
     s.loss_scale = scalar_of(c.scaler, "scale", s.loss_scale);
@@ -313,7 +399,7 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   }
 
   // metrics.jsonl: on resume, drop the records past the checkpoint (the run redoes those steps).
-  {
+  if (s.rank0) {
     std::ifstream in(s.metrics_path);
     std::string kept, line;
     while (std::getline(in, line)) {
@@ -339,14 +425,26 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
     }
     write_file_atomic(s.metrics_path, kept);
   }
-  if (r.log.tensorboard) s.events = std::make_unique<EventWriter>((fs::path(run_.output_dir) / "tensorboard").string());
+  if (r.log.tensorboard && s.rank0)
+    s.events = std::make_unique<EventWriter>((fs::path(run_.output_dir) / "tensorboard").string());
 
   s.log->info("model: {} ({}) | head: {} ({}) | {} classes", s.backbone->type(), r.model.options, s.head->type(),
               r.head.options, s.dataset->num_classes());
   s.log->info("train: {} | optimizer: {} | schedule: {}", r.train.describe(), r.optimizer.describe(),
               r.schedule.describe());
-  s.log->info("{} steps ({} per epoch of {} images, batch {} x {} accumulated)", s.total, s.steps_per_epoch,
-              s.dataset->size(), r.train.batch_size, r.train.grad_accum);
+  s.log->info("{} steps ({} per epoch of {} images, batch {} x {} accumulated x {} processes)", s.total,
+              s.steps_per_epoch, s.dataset->size(), r.train.batch_size, r.train.grad_accum, s.group->size());
+  if (s.group->size() > 1) {
+    s.log->info("classes: rank {} holds [{}, {}) of {}{}", s.group->rank(), s.shard.begin, s.shard.end, num_classes,
+                s.bn_sync ? "; BatchNorm synchronised" : "");
+  }
+  dist::MemoryPlanInput plan;
+  plan.num_classes = num_classes;
+  plan.embedding_size = s.backbone->embedding_size();
+  plan.world_size = s.group->size();
+  plan.global_batch = r.train.batch_size * s.group->size();
+  plan.optimizer_slots = s.optimizer->slots_per_parameter();
+  s.log->info("memory: {}", dist::plan_memory(plan).describe());
 }
 
 Trainer::~Trainer() {
@@ -357,6 +455,7 @@ void Trainer::set_evaluator(std::shared_ptr<Evaluator> evaluator) { s_->evaluato
 void Trainer::set_step_hook(StepHook hook) { s_->hook = std::move(hook); }
 backbones::BackboneImpl& Trainer::backbone() { return *s_->backbone; }
 heads::MarginHeadImpl& Trainer::head() { return *s_->head; }
+dist::Group& Trainer::group() { return *s_->group; }
 torch::Device Trainer::device() const { return s_->device; }
 int64_t Trainer::steps_per_epoch() const { return s_->steps_per_epoch; }
 int64_t Trainer::total_steps() const { return s_->total; }
@@ -372,14 +471,32 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
   double loss_sum = 0;
   std::string bad;  // what went non-finite
   int64_t samples = 0;
+  const int64_t world = s.group->size();
   for (int64_t k = 0; k < r.train.grad_accum; ++k) {
     auto batch = next();
     samples += batch.valid;
     auto images = batch.images.to(s.device, /*non_blocking=*/true);
     auto labels = batch.labels.to(s.device, /*non_blocking=*/true);
-    auto embeddings = s.backbone->forward(images);
-    auto logits = s.head->forward(embeddings, labels);
-    auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), labels);
+    // Several processes: the backbone's gradients are summed over ranks during the last
+    // micro-batch's backward only (no_sync before it).
+    if (s.grad_sync) s.grad_sync->arm(k == r.train.grad_accum - 1);
+    torch::Tensor loss;
+    if (world == 1) {
+      auto embeddings = s.backbone->forward(images);
+      auto logits = s.head->forward(embeddings, labels);
+      loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), labels);
+    } else {
+      // The whole global batch through this rank's classes; the loss is its mean (model_parallel.h).
+      torch::Tensor embeddings;
+      {
+        backbones::SyncBatchNormScope sync_bn(s.bn_sync.get());
+        embeddings = s.backbone->forward(images);
+      }
+      auto all_embeddings = dist::all_gather_rows(embeddings, *s.group);
+      auto all_labels = s.group->all_gather(labels);
+      auto logits = s.head->forward(all_embeddings, all_labels);
+      loss = dist::cross_entropy(logits.to(torch::kFloat), all_labels, s.shard.begin, *s.group);
+    }
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       if (bad.empty()) bad = "the loss (" + format_double(value) + ")";
@@ -395,15 +512,42 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
     }
   }
 
+  if (s.grad_sync) s.grad_sync->finish();
+
   // Unscale (fp16), check every gradient, clip, step.
   std::vector<torch::Tensor> grads;
+  std::vector<bool> of_head;
   for (const auto& g : s.optimizer->groups()) {
     for (const auto& [name, p] : g.params) {
-      if (p.grad().defined()) grads.push_back(p.grad());
+      if (p.grad().defined()) {
+        grads.push_back(p.grad());
+        of_head.push_back(name.rfind("head.", 0) == 0);
+      }
     }
   }
   double grad_norm = 0;
-  if (bad.empty() && !grads.empty()) {
+  if (world > 1) {
+    // Backbone gradients are the same on every rank, head gradients are each rank's classes':
+    // the norm counts rank 0's backbone and every rank's head. Every rank gets the same number,
+    // and so takes the same decisions (skip, clip). The real sample count travels along.
+    torch::NoGradGuard no_grad;
+    if (fp16 && bad.empty()) {
+      const float inv = static_cast<float>(1.0 / s.loss_scale);
+      for (auto& g : grads) g.mul_(inv);
+    }
+    double sq[2] = {0, 0};
+    if (bad.empty()) {
+      for (size_t i = 0; i < grads.size(); ++i) {
+        if (of_head[i] || s.group->rank() == 0)
+          sq[of_head[i] ? 1 : 0] += grads[i].to(torch::kDouble).square().sum().item<double>();
+      }
+    }
+    auto t = torch::tensor({sq[0], sq[1], double(samples)}, torch::kDouble).to(s.device);
+    s.group->all_reduce(t);
+    t = t.cpu();
+    grad_norm = std::sqrt(t[0].item<double>() + t[1].item<double>());
+    samples = static_cast<int64_t>(t[2].item<double>());
+  } else if (bad.empty() && !grads.empty()) {
     torch::NoGradGuard no_grad;
     if (fp16) {
       const float inv = static_cast<float>(1.0 / s.loss_scale);
@@ -412,6 +556,8 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
     std::vector<torch::Tensor> norms;
     for (const auto& g : grads) norms.push_back(g.norm(2));
     grad_norm = torch::stack(norms).norm(2).item<double>();
+  }
+  if (bad.empty() && !grads.empty()) {
     if (!std::isfinite(grad_norm)) {
       for (const auto& g : s.optimizer->groups()) {
         for (const auto& [name, p] : g.params) {
@@ -476,6 +622,7 @@ TrainResult Trainer::run() {
   const int64_t first_step = s.step;
 
   auto append_metrics = [&](const nlohmann::json& record) {
+    if (!s.rank0) return;
     std::ofstream out(s.metrics_path, std::ios::app);
     out << record.dump() << "\n";
     out.flush();
@@ -498,15 +645,30 @@ TrainResult Trainer::run() {
     c.backbone = io::module_state_dict(*s.backbone);
     c.head = io::module_state_dict(*s.head);
     c.optimizer = s.optimizer->state_dict();
+    // Every rank's class rows (centres and their optimizer slots) into one world-size-free file.
+    // Every rank takes part; rank 0 writes.
+    auto gather_rows = [&](io::StateDict& dict, const std::string& prefix) {
+      if (s.group->size() == 1) return;
+      for (auto& [name, t] : dict) {
+        for (const auto& param : s.class_rows) {
+          if (is_or_slot_of(name, prefix + param) && t.dim() >= 1 && t.size(0) == s.shard.size())
+            t = gather_class_rows(t.contiguous(), *s.group, s.dataset->num_classes());
+        }
+      }
+    };
+    gather_rows(c.head, "");
+    gather_rows(c.optimizer, "head.");
+
     c.scaler = {{"scale", torch::tensor(s.loss_scale, torch::kDouble)},
                 {"growth_tracker", torch::tensor(s.growth_tracker, torch::kLong)}};
     c.rng = rng_state(s.device);
     c.run = {{"bad_steps_in_row", torch::tensor(s.bad_in_row, torch::kLong)}};
     const std::string path = (fs::path(s.checkpoint_dir) / checkpoint_name(s.step)).string();
-    write_checkpoint(c, path);
+    if (s.rank0) write_checkpoint(c, path);
     s.last_checkpoint_step = s.step;
     s.last_checkpoint = path;
     result.checkpoint = path;
+    if (!s.rank0) return;
     auto pruned = prune_checkpoints(s.checkpoint_dir, r.checkpoint.keep_last);
     s.log->info("checkpoint: {}{}", path,
                 pruned.empty() ? "" : " (" + std::to_string(pruned.size()) + " older removed)");
@@ -514,6 +676,10 @@ TrainResult Trainer::run() {
 
   auto evaluate = [&]() {
     if (!s.evaluator) return;
+    if (!s.rank0) {  // rank 0 evaluates; the others wait for it
+      s.group->barrier();
+      return;
+    }
     torch::NoGradGuard no_grad;
     s.backbone->eval();
     auto t0 = Clock::now();
@@ -536,6 +702,7 @@ TrainResult Trainer::run() {
       c.y.push_back(m["accuracy"].get<double>());
     }
     result.last_eval = std::move(report);
+    s.group->barrier();
   };
 
   ProgressMeter meter(std::max<int64_t>(1, s.total - first_step), "step");
@@ -605,7 +772,14 @@ TrainResult Trainer::run() {
     if (!last && r.eval.every_steps > 0 && s.step % r.eval.every_steps == 0) evaluate();
     if (!last && r.checkpoint.every_steps > 0 && s.step % r.checkpoint.every_steps == 0) save();
 
-    if (const int sig = g_signal.load()) {
+    int sig = g_signal.load();
+    if (s.group->size() > 1) {
+      // Every rank stops at the same step, even when only some got the signal.
+      auto t = torch::tensor({double(sig)}, torch::kDouble).to(s.device);
+      s.group->all_reduce(t, dist::ReduceOp::kMax);
+      sig = static_cast<int>(t.cpu().item<double>());
+    }
+    if (sig != 0) {
       result.signal = sig;
       s.log->warn("{} received: step {} finished, writing a checkpoint", signal_name(sig), s.step);
       if (s.last_checkpoint_step != s.step) save();
@@ -619,7 +793,7 @@ TrainResult Trainer::run() {
 
   if (s.last_checkpoint_step != s.step) save();
   evaluate();
-  if (!s.loss_curve.x.empty()) {
+  if (s.rank0 && !s.loss_curve.x.empty()) {
     PlotPanel loss{"training loss", "step", "loss", {s.loss_curve}};
     loss.legend = false;
     std::vector<PlotPanel> panels = {loss};

@@ -73,4 +73,19 @@ void restore_buffers(facetrain::heads::MarginHeadImpl& head, const std::map<std:
 
 bool all_finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
 
+const std::vector<std::string>& every_head_variant() {
+  static const std::vector<std::string> cases = {"{type: softmax}",
+                                                 "{type: normface}",
+                                                 "{type: cosface}",
+                                                 "{type: arcface}",
+                                                 "{type: combined, m1: 0.9, m2: 0.3, m3: 0.1}",
+                                                 "{type: sphereface}",
+                                                 "{type: mv_softmax}",
+                                                 "{type: mv_softmax, variant: arc}",
+                                                 "{type: curricularface, momentum: 0.3}",
+                                                 "{type: adaface, t_alpha: 0.5}",
+                                                 "{type: circleloss}"};
+  return cases;
+}
+
 }  // namespace facetrain::testing

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "facetrain/heads.h"
 
@@ -36,6 +37,10 @@ void restore_buffers(facetrain::heads::MarginHeadImpl& head, const std::map<std:
 
 /// max |a − b| <= rel * max(1, max |b|); on failure, says where and by how much.
 ::testing::AssertionResult close(const torch::Tensor& a, const torch::Tensor& b, double rel, const std::string& what);
+
+/// One YAML mapping per head and variant, with options that reach their buffers: the cases the
+/// shard and multi-rank tests run.
+const std::vector<std::string>& every_head_variant();
 
 /// True when every element is finite.
 bool all_finite(const torch::Tensor& t);

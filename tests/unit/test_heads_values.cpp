@@ -411,12 +411,7 @@ TEST(HeadShardsCheck, HeadsThatNeedOtherShardsTargetsRefuseToRunWithoutAReducer)
   EXPECT_NO_THROW(make_head(YAML::Load("{type: arcface}"), heads::HeadGeometry(6, 10, 0, 5))->forward(in.x, in.y));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllHeads, HeadShards,
-                         ::testing::Values("{type: softmax}", "{type: normface}", "{type: cosface}", "{type: arcface}",
-                                           "{type: combined, m1: 0.9, m2: 0.3, m3: 0.1}", "{type: sphereface}",
-                                           "{type: mv_softmax}", "{type: mv_softmax, variant: arc}",
-                                           "{type: curricularface, momentum: 0.3}", "{type: adaface, t_alpha: 0.5}",
-                                           "{type: circleloss}"),
+INSTANTIATE_TEST_SUITE_P(AllHeads, HeadShards, ::testing::ValuesIn(every_head_variant()),
                          [](const auto& info) { return "case" + std::to_string(info.index); });
 
 }  // namespace

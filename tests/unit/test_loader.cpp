@@ -183,41 +183,62 @@ TEST(Loader, ShufflesEveryEpochAndCoversTheDataset) {
   EXPECT_LT(mirrored, 17);
 }
 
-TEST(Loader, ShardsGiveEveryRankTheSameNumberOfSteps) {
+TEST(Loader, RanksAreDealtTheGlobalBatchesOfOneProcess) {
+  // 10 samples, 3 ranks of batch 2 (global batch 6), with augmentation: each step's batches of the
+  // ranks, concatenated in rank order, are one process's batch of 6, images and all.
   auto ds = std::make_shared<FakeDataset>(10);
-  std::multiset<int64_t> seen;
-  for (int64_t rank = 0; rank < 3; ++rank) {
-    auto o = options(2, 1);
-    o.world_size = 3;
-    o.rank = rank;
-    fd::Loader loader(ds, o);
-    EXPECT_EQ(loader.samples_per_rank(), 4);  // ceil(10 / 3)
-    EXPECT_EQ(loader.steps_per_epoch(), 2);
-    auto mine = loader.epoch_indices(4);
-    seen.insert(mine.begin(), mine.end());
+  for (bool drop_last : {true, false}) {
+    auto one = options(6, 1);
+    one.drop_last = drop_last;
+    one.augment.crop = 0.5;
+    fd::Loader whole(ds, one);
+    auto expect = epoch(whole, 4);
+    ASSERT_EQ(expect.size(), drop_last ? 1u : 2u);
+    std::vector<std::vector<fd::Batch>> ranks;
+    for (int64_t rank = 0; rank < 3; ++rank) {
+      auto o = options(2, 2);
+      o.drop_last = drop_last;
+      o.augment.crop = 0.5;
+      o.world_size = 3;
+      o.rank = rank;
+      fd::Loader loader(ds, o);
+      EXPECT_EQ(loader.steps_per_epoch(), drop_last ? 1 : 2);
+      EXPECT_EQ(loader.samples_per_rank(), drop_last ? 2 : 4);
+      ranks.push_back(epoch(loader, 4));
+      EXPECT_EQ(static_cast<int64_t>(loader.epoch_indices(4).size()), loader.samples_per_rank());
+    }
+    for (size_t step = 0; step < expect.size(); ++step) {
+      std::vector<int64_t> indices;
+      std::vector<torch::Tensor> images, labels;
+      int64_t valid = 0;
+      for (const auto& r : ranks) {
+        const auto& batch = r.at(step);
+        indices.insert(indices.end(), batch.indices.begin(), batch.indices.end());
+        images.push_back(batch.images);
+        labels.push_back(batch.labels);
+        valid += batch.valid;
+      }
+      EXPECT_EQ(indices, expect[step].indices) << "step " << step;
+      EXPECT_TRUE(torch::equal(torch::cat(images), expect[step].images)) << "step " << step;
+      EXPECT_TRUE(torch::equal(torch::cat(labels), expect[step].labels)) << "step " << step;
+      EXPECT_EQ(valid, expect[step].valid) << "step " << step;
+    }
+    if (!drop_last) {
+      // The last global batch has 4 real samples, then the epoch's first two again: rank 0 gets
+      // 2 real, rank 1 the other 2, rank 2 only padding.
+      EXPECT_EQ(ranks[0][1].valid, 2);
+      EXPECT_EQ(ranks[1][1].valid, 2);
+      EXPECT_EQ(ranks[2][1].valid, 0);
+      EXPECT_EQ(ranks[2][1].indices, (std::vector<int64_t>{expect[0].indices[0], expect[0].indices[1]}));
+    }
   }
-  ASSERT_EQ(seen.size(), 12u);  // 10 samples, 2 repeated to even out the ranks
-  for (int64_t i = 0; i < 10; ++i) EXPECT_GE(seen.count(i), 1u) << i;
 
-  auto o = options(3, 1);
+  auto o = options(4, 1);
   o.world_size = 3;
   o.rank = 1;
-  o.drop_last = false;
-  fd::Loader padded(ds, o);
-  EXPECT_EQ(padded.steps_per_epoch(), 2);
-  auto batches = epoch(padded, 4);
-  ASSERT_EQ(batches.size(), 2u);
-  EXPECT_EQ(batches[0].valid, 3);
-  EXPECT_EQ(batches[1].valid, 1);
-  auto mine = padded.epoch_indices(4);
-  // The padding repeats the rank's first samples of the epoch.
-  EXPECT_EQ(batches[1].indices, (std::vector<int64_t>{mine[3], mine[0], mine[1]}));
-  EXPECT_EQ(batches[1].images.size(0), 3);
-
-  o.drop_last = true;
-  EXPECT_EQ(fd::Loader(ds, o).steps_per_epoch(), 1);
-  o.batch_size = 5;
-  EXPECT_NE(error_of([&] { fd::Loader(ds, o); }).find("batch_size 5 is larger than the 4 samples each rank has"),
+  EXPECT_NE(error_of([&] {
+              fd::Loader(ds, o);
+            }).find("the global batch (batch_size 4 x 3 ranks = 12) is larger than the 10 samples of an epoch"),
             std::string::npos);
   o.batch_size = 2;
   o.rank = 3;

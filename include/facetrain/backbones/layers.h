@@ -47,6 +47,33 @@ class OpCounter {
   OpCount* previous_;
 };
 
+/// Synchronised BatchNorm (`model.sync_bn`): in training mode, every BatchNorm run through
+/// run_layer normalises with the mean and biased variance of the global batch (all processes'
+/// rows), and updates its running statistics with them (the unbiased variance over the global
+/// count), as PyTorch's SyncBatchNorm does. Each rank's per-channel count, mean and sum of
+/// squared deviations are gathered and combined exactly (Chan et al.'s pairwise update), not
+/// through E[x²] - E[x]². The gathering is the dist layer's; this is the hook it implements.
+class BatchNormSync {
+ public:
+  virtual ~BatchNormSync() = default;
+  /// Every process's `local` [1, K] stacked in rank order, [W, K]; differentiable (backward:
+  /// this rank's row of the gradient summed over ranks).
+  virtual torch::Tensor gather(const torch::Tensor& local) const = 0;
+};
+
+/// While alive, BatchNorm layers run through run_layer on this thread in training mode
+/// synchronise through `sync` (nullptr: plain BatchNorm).
+class SyncBatchNormScope {
+ public:
+  explicit SyncBatchNormScope(const BatchNormSync* sync);
+  ~SyncBatchNormScope();
+  SyncBatchNormScope(const SyncBatchNormScope&) = delete;
+  SyncBatchNormScope& operator=(const SyncBatchNormScope&) = delete;
+
+ private:
+  const BatchNormSync* previous_;
+};
+
 /// Conv2d(in, out, kernel, stride, padding, groups), bias=False, as insightface builds them.
 torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
                             int64_t groups = 1);

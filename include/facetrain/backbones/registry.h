@@ -19,6 +19,9 @@ struct BackboneSpec {
   std::string type;     ///< canonical name ("iresnet50"), empty when the section had no usable type
   std::string options;  ///< the resolved options, "embedding_size=512, ..., layers=[3, 4, 14, 3]"
   std::function<Backbone()> build;
+  /// `sync_bn`: BatchNorm statistics over the global batch when several processes train
+  /// (layers.h, BatchNormSync); no effect in one process.
+  bool sync_bn = false;
 
   explicit operator bool() const { return static_cast<bool>(build); }
 };

@@ -5,7 +5,9 @@
 // Deterministic: the sample order of an epoch is a function of (seed, epoch) and the
 // augmentation of a sample a function of (seed, epoch, position); the batches that come out are
 // the same whatever the number of workers, and a loader started at (epoch, step) gives exactly
-// the batches an uninterrupted one gives from there (resume).
+// the batches an uninterrupted one gives from there (resume). With several ranks, each global
+// batch (batch_size x world_size) is dealt across them in rank order: the ranks' batches of a
+// step, concatenated, are the one-process batch of that size, augmentations included.
 //
 // Example:
 //   facetrain::data::LoaderOptions o;  o.batch_size = 128;  o.workers = 4;
@@ -52,8 +54,8 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int64_t rank = 0;
   int64_t world_size = 1;
-  /// The ragged last batch of an epoch: dropped (true), or filled up (false) with the rank's first
-  /// samples of the epoch again, as DistributedSampler pads (Batch::valid counts the real ones).
+  /// The ragged last global batch of an epoch: dropped (true), or filled up (false) with the
+  /// epoch's first samples again (Batch::valid counts the real ones).
   bool drop_last = true;
   bool pin_memory = true;  ///< page-locked batches when CUDA is available (ignored otherwise)
   OnError on_error = OnError::kFail;
@@ -112,9 +114,10 @@ class Loader {
 
   const LoaderOptions& options() const { return options_; }
   const Dataset& dataset() const { return *dataset_; }
-  /// Samples each rank sees per epoch: ceil(size / world_size) (every rank the same).
+  /// Samples (padding included) each rank is dealt per epoch: steps_per_epoch() x batch_size.
   int64_t samples_per_rank() const;
-  /// Batches per epoch, the same on every rank.
+  /// Batches per epoch, the same on every rank: size / (batch_size x world_size), rounded down
+  /// with drop_last, up without.
   int64_t steps_per_epoch() const;
 
   /// Starts delivering `epoch` from batch `step` (0: its start). Stops the current epoch's
@@ -131,6 +134,9 @@ class Loader {
 
   /// The dataset indices of `epoch` for this rank, in delivery order (samples_per_rank() of them).
   std::vector<int64_t> epoch_indices(int64_t epoch) const;
+  /// Where this rank's `position`-th sample of an epoch stands in the epoch's global order (the
+  /// order a one-process loader with batch size batch_size x world_size delivers).
+  int64_t global_position(int64_t position) const;
 
  private:
   struct State;

@@ -17,6 +17,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -144,8 +145,12 @@ class MarginHeadImpl : public torch::nn::Module {
   Moments batch_moments(const torch::Tensor& values) const;
 
   /// Registers the `weight` parameter [C_local, D], drawn from N(0, std²) (insightface's
-  /// Partial FC and CurricularFace initialise class centres this way).
+  /// Partial FC and CurricularFace initialise class centres this way). Split-independent: the
+  /// rows are those of one [C, D] draw, whatever class range this shard holds (see
+  /// init_class_rows), so a run starts from the same centres on any number of ranks.
   void init_weight_normal(double std = 0.01);
+  /// Registers `weight` [C_local, D] drawn from U(-bound, bound), split-independent likewise.
+  void init_weight_uniform(double bound);
 
  private:
   std::string type_;
@@ -153,6 +158,14 @@ class MarginHeadImpl : public torch::nn::Module {
   std::shared_ptr<const StatisticsReducer> reducer_;
   bool reducer_installed_ = false;  // a shard without one cannot know other shards' targets
 };
+
+/// Rows [class_begin, end) of a [num_classes, D] matrix filled block by block: rows
+/// [k*kClassInitBlock, (k+1)*kClassInitBlock) by `fill` with a generator seeded from (seed, k).
+/// Every split of the classes into shards therefore gets the same rows; `seed` is drawn from the
+/// global CPU generator (one number), so torch::manual_seed still decides the initialisation.
+constexpr int64_t kClassInitBlock = 1024;
+torch::Tensor init_class_rows(const HeadGeometry& geometry,
+                              const std::function<void(torch::Tensor&, at::Generator&)>& fill);
 
 /// The LibTorch holder of any head: `MarginHead head = make_head(...)`; `head->forward(x, y)`.
 TORCH_MODULE(MarginHead);

@@ -45,6 +45,11 @@ class Optimizer {
   void set_lr_factor(double factor);
   double lr(size_t group) const { return lrs_.at(group); }
   const std::vector<ParamGroup>& groups() const { return groups_; }
+  /// Tensors of state kept per parameter element: SGD 1 with momentum (else 0), AdamW 2.
+  int64_t slots_per_parameter() const {
+    if (options_.type == OptimizerType::kAdamW) return 2;
+    return options_.momentum != 0 ? 1 : 0;
+  }
 
   /// Sets every gradient to undefined (PyTorch's set_to_none).
   void zero_grad();

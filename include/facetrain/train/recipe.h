@@ -11,6 +11,7 @@
 //   eval:       verification targets and how often
 //   checkpoint: how often, how many kept
 //   log:        how often
+//   dist:       collective timeout and gradient buckets (several processes)
 //
 // Example:
 //   auto doc = facetrain::config::Document::from_file("configs/arcface_r50.yaml");
@@ -133,6 +134,21 @@ struct LogOptions {
   std::string describe() const;
 };
 
+/// `dist:` how processes train together (docs/distributed.md). The world itself (ranks, master
+/// address) comes from the environment, not the recipe: the same recipe runs on any world size.
+struct DistOptions {
+  /// A collective that waits longer than this fails every rank with a message (a rank died or
+  /// hangs), instead of waiting for ever.
+  double timeout_s = 600;
+  /// The backbone's gradients are summed over ranks in buckets of about this size, each started
+  /// as soon as backward has produced it.
+  double bucket_mb = 25;
+
+  void read(config::Section& section);
+  config::OptionProblems problems() const;
+  std::string describe() const;
+};
+
 /// A whole recipe, read and checked.
 struct Recipe {
   std::string source;  ///< the file it came from
@@ -149,6 +165,7 @@ struct Recipe {
   EvalOptions eval;
   CheckpointOptions checkpoint;
   LogOptions log;
+  DistOptions dist;
 };
 
 /// Reads `doc` as a training recipe. "{output}" in data.path, data.index and eval.targets is

@@ -29,6 +29,7 @@
 
 #include "facetrain/backbones/backbone.h"
 #include "facetrain/data/loader.h"
+#include "facetrain/dist/group.h"
 #include "facetrain/heads/margin_head.h"
 #include "facetrain/train/recipe.h"
 
@@ -49,6 +50,10 @@ struct RunOptions {
   std::string finetune;
   /// Install SIGINT/SIGTERM handlers for the run (finish the step, checkpoint, return).
   bool handle_signals = true;
+  /// The processes training together (dist/group.h: read_environment()); one process by
+  /// default. With several, each rank trains on its share of every global batch, holds its range
+  /// of the class centres, and rank 0 alone writes the output directory.
+  dist::Environment environment;
 };
 
 /// What periodic evaluation reports.
@@ -119,6 +124,8 @@ class Trainer {
   backbones::BackboneImpl& backbone();
   heads::MarginHeadImpl& head();
   torch::Device device() const;
+  /// The processes of this run (a one-process group when alone).
+  dist::Group& group();
   /// Optimizer steps per epoch, and in the whole run.
   int64_t steps_per_epoch() const;
   int64_t total_steps() const;

@@ -1,0 +1,90 @@
+#pragma once
+// Model-parallel class centres, as insightface's Partial FC splits them: rank r of W holds a
+// contiguous range of the C classes, sees the embeddings and labels of the whole global batch
+// (gathered from every rank, with gradients flowing back to the rank that made them), computes
+// the logits of its own classes only, [B_global, C_r], and the softmax cross-entropy is computed
+// across ranks with two all-reduces (row max, row sum of exponentials) plus one for the target
+// logits: the [B_global, C] matrix is never assembled anywhere.
+//
+// Gradients: every rank's loss is the mean over the global batch, so the head's gradient on each
+// rank is already complete for its classes; the embeddings' gradients are summed over the class
+// shards and handed back to the rank that produced those rows; the backbone's gradients are then
+// summed (not averaged) over ranks. K steps on W ranks at per-rank batch b are, up to float
+// rounding, K steps on one rank at batch W*b.
+//
+// Example (one rank of W):
+//   auto shard = facetrain::dist::class_shard(num_classes, group->rank(), group->size());
+//   auto head = spec.build({512, num_classes, shard.begin, shard.end});
+//   head->set_reducer(std::make_shared<facetrain::dist::ShardReducer>(group));
+//   auto x = facetrain::dist::all_gather_rows(backbone->forward(images), *group);   // [B_global, D]
+//   auto y = group->all_gather(labels);                                              // [B_global]
+//   auto loss = facetrain::dist::cross_entropy(head->forward(x, y), y, shard.begin, *group);
+//   loss.backward();
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "facetrain/dist/group.h"
+#include "facetrain/heads/margin_head.h"
+
+namespace facetrain::dist {
+
+/// The classes [begin, end) that rank `rank` of `world` holds: C / W each, the first C % W ranks
+/// one more (insightface's split). Throws ArgumentError when there are fewer classes than ranks.
+struct ClassShard {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+ClassShard class_shard(int64_t num_classes, int64_t rank, int64_t world);
+
+/// The rows of every rank's `local` [b, ...] concatenated in rank order, [W*b, ...]. Backward: the
+/// gradient of the whole is summed over ranks and this rank's rows are returned (each rank's
+/// head contributes the part that comes from its classes). Every rank must pass the same shape.
+torch::Tensor all_gather_rows(const torch::Tensor& local, Group& group);
+
+/// Mean softmax cross-entropy over the B rows of `logits` [B, C_r], the columns of this rank's
+/// classes [class_begin, class_begin + C_r), for `labels` [B] (global class ids, the same on
+/// every rank). Equals torch's cross_entropy on the concatenation of every rank's logits, in value
+/// (float64 accumulation of the row sums is not used: the sums are in logits' dtype, as torch's
+/// are) and in gradient (softmax - one-hot) / B. Returns a 0-d tensor, the same on every rank.
+torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels, int64_t class_begin,
+                            Group& group);
+
+/// What the class centres cost each rank, printed at the start of a run (`memory:`).
+struct MemoryPlanInput {
+  int64_t num_classes = 0;
+  int64_t embedding_size = 512;
+  int64_t world_size = 1;
+  int64_t global_batch = 0;     ///< rows every rank's head sees per micro-batch (all ranks' batches)
+  int64_t optimizer_slots = 1;  ///< tensors per parameter element (SGD momentum 1, AdamW 2)
+  double sample_rate = 1.0;     ///< Partial FC: the share of centres in each step's logits
+  int64_t bytes_per_value = 4;  ///< float32 centres
+};
+struct MemoryPlan {
+  int64_t local_classes = 0;                          ///< centres on the largest shard
+  int64_t centres = 0, gradients = 0, optimizer = 0;  ///< bytes
+  /// Bytes of the [B_global, C_r * sample_rate] matrices alive at once in the step: cosines,
+  /// logits, the softmax kept for backward and its gradient (4 of them, float32).
+  int64_t logits = 0;
+  int64_t total() const { return centres + gradients + optimizer + logits; }
+  /// "1 000 000 classes / 8 ranks = 125 000 per rank: centres 256 MiB, gradients 256 MiB, ..."
+  std::string describe() const;
+};
+MemoryPlan plan_memory(const MemoryPlanInput& in);
+
+/// The heads' statistics hook for model-parallel heads: every rank sees the whole global batch,
+/// so kClassShards sums over all ranks (each row's value is non-zero on the rank that holds its
+/// class) and kBatchRows is already global (returned as it is).
+class ShardReducer : public heads::StatisticsReducer {
+ public:
+  explicit ShardReducer(std::shared_ptr<Group> group) : group_(std::move(group)) {}
+  torch::Tensor sum(const torch::Tensor& local, heads::ReduceScope scope) const override;
+
+ private:
+  std::shared_ptr<Group> group_;
+};
+
+}  // namespace facetrain::dist
