@@ -1,5 +1,6 @@
 #include "facetrain/eval/report.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -89,12 +90,22 @@ VerificationEvaluator::VerificationEvaluator(const std::vector<std::string>& tar
 }
 
 train::EvalReport VerificationEvaluator::evaluate(backbones::BackboneImpl& net, torch::Device device) {
+  return evaluate_sets(net, device, nullptr);
+}
+
+train::EvalReport VerificationEvaluator::evaluate(backbones::BackboneImpl& net, torch::Device device,
+                                                  dist::Group& group) {
+  return evaluate_sets(net, device, &group);
+}
+
+train::EvalReport VerificationEvaluator::evaluate_sets(backbones::BackboneImpl& net, torch::Device device,
+                                                       dist::Group* group) {
   EmbedOptions o = options_;
   o.device = device;
   std::vector<NamedResult> results;
   for (const auto& [name, bin] : sets_) {
-    o.progress = progress_logger("eval " + name, "image", 25);
-    results.emplace_back(name, evaluate_bin(net, bin, name, o));
+    if (!group || group->rank() == 0) o.progress = progress_logger("eval " + name, "image", 25);
+    results.emplace_back(name, evaluate_bin(net, bin, name, o, group));
   }
   train::EvalReport report;
   report.sets = nlohmann::json::parse(results_json(results));
@@ -108,11 +119,33 @@ train::EvalReport VerificationEvaluator::evaluate(backbones::BackboneImpl& net, 
 }
 
 VerificationResult evaluate_bin(backbones::BackboneImpl& net, const io::VerificationBin& bin, const std::string& name,
-                                const EmbedOptions& options) {
+                                const EmbedOptions& options, dist::Group* group) {
   EmbedOptions o = options;
   o.flip = true;  // the protocol fuses every image with its mirror
-  Embeddings e = embed_encoded(net, bin.images, o, name);
-  return verify(e.embeddings, e.flipped, bin.issame);
+  if (!group || group->size() == 1) {
+    Embeddings e = embed_encoded(net, bin.images, o, name);
+    return verify(e.embeddings, e.flipped, bin.issame);
+  }
+  // Rank r embeds images [r*share, (r+1)*share); the last shares are padded with the set's last
+  // image so that every rank gathers the same shape; the padding is cut off after the gather.
+  const auto n = static_cast<int64_t>(bin.images.size());
+  const int64_t world = group->size(), share = (n + world - 1) / world;
+  const int64_t begin = std::min(n, group->rank() * share);
+  Embeddings mine = embed(net, static_cast<size_t>(share),
+                          bgr_source(
+                              [&](size_t i, const std::string& at) {
+                                const auto k = std::min<int64_t>(begin + static_cast<int64_t>(i), n - 1);
+                                return data::decode_image(bin.images[static_cast<size_t>(k)], at);
+                              },
+                              [&](size_t i) {
+                                const auto k = std::min<int64_t>(begin + static_cast<int64_t>(i), n - 1);
+                                return name + " image " + std::to_string(k);
+                              }),
+                          o);
+  auto gather = [&](const torch::Tensor& t) {
+    return group->all_gather(t.to(group->device()).contiguous()).cpu().narrow(0, 0, n);
+  };
+  return verify(gather(mine.embeddings), gather(mine.flipped), bin.issame);
 }
 
 std::string set_name(const std::string& path) { return std::filesystem::path(path).stem().string(); }

@@ -176,6 +176,13 @@ torch::Tensor gather_class_rows(const torch::Tensor& local, dist::Group& group, 
 
 }  // namespace
 
+EvalReport Evaluator::evaluate(backbones::BackboneImpl& net, torch::Device device, dist::Group& group) {
+  EvalReport report;
+  if (group.rank() == 0) report = evaluate(net, device);
+  group.barrier();
+  return report;
+}
+
 std::string latest_checkpoint(const std::string& output_dir) {
   auto all = list_checkpoints((fs::path(output_dir) / "checkpoints").string());
   return all.empty() ? std::string() : all.back();
@@ -676,15 +683,14 @@ TrainResult Trainer::run() {
 
   auto evaluate = [&]() {
     if (!s.evaluator) return;
-    if (!s.rank0) {  // rank 0 evaluates; the others wait for it
-      s.group->barrier();
-      return;
-    }
     torch::NoGradGuard no_grad;
     s.backbone->eval();
     auto t0 = Clock::now();
-    EvalReport report = s.evaluator->evaluate(*s.backbone, s.device);
+    // Every rank takes part (the evaluator may split the work); rank 0 reports.
+    EvalReport report = s.group->size() == 1 ? s.evaluator->evaluate(*s.backbone, s.device)
+                                             : s.evaluator->evaluate(*s.backbone, s.device, *s.group);
     s.backbone->train();
+    if (!s.rank0) return;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     s.log->info("evaluation at step {} ({:.1f}s):\n{}", s.step, seconds, report.text);
     append_metrics({{"step", s.step}, {"epoch", s.epoch}, {"eval", report.sets}});
@@ -702,7 +708,6 @@ TrainResult Trainer::run() {
       c.y.push_back(m["accuracy"].get<double>());
     }
     result.last_eval = std::move(report);
-    s.group->barrier();
   };
 
   ProgressMeter meter(std::max<int64_t>(1, s.total - first_step), "step");

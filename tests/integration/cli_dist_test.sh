@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several processes (Gloo on loopback): usage FACETRAIN=path/to/facetrain SOURCE=repo root cli_dist_test.sh
-#  - K steps on 2 ranks of batch b (launched through torchrun's variables by hand, and by
-#    `facetrain launch`), and on 3 ranks with 7 classes (an uneven split), give the losses of
+#  - K steps on 2 ranks of batch b (launched through torchrun's variables by hand, through an
+#    emulated torchrun agent store, and by `facetrain launch`), and on 3 ranks with 7 classes (an uneven split), give the losses of
 #    K steps on one process of batch 2b / 3b, for every head, BatchNorm synchronised;
 #  - a run stopped on 2 ranks resumes on 1 and on 3 with the losses of the run that never stopped;
 #  - a rank killed, or hanging, ends the run with a message naming it, within the timeout.
@@ -25,6 +25,7 @@ data:
   workers: 1
 train: {max_steps: 6, batch_size: 12, device: cpu, seed: 3}
 schedule: {type: constant}
+eval: {targets: ["$tmp/synth/synth_val.bin"], every_steps: 3, batch_size: 8}
 checkpoint: {every_steps: 3, keep_last: 0}
 log: {every_steps: 1, tensorboard: false}
 optimizer: {type: adamw, lr: 0.00002, weight_decay: 0}
@@ -69,6 +70,12 @@ same env-variables-2-ranks one env2 1 6
 grep -q 'processes: gloo group of 2 connected' "$tmp/env2.0.out" || { echo "FAIL env2: no group line"; fail=1; }
 grep -q 'rank 0 holds \[0, 4) of 7' "$tmp/env2.0.out" || { echo "FAIL env2: no class range line"; fail=1; }
 [ ! -e "$tmp/env2.1.out" ] || ! grep -q 'step 6/6' "$tmp/env2.1.out" || { echo "FAIL env2: rank 1 logs progress"; fail=1; }
+
+# torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=True): the ranks join the agent's store.
+port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$py" "$SOURCE/tests/python/agent_store_launcher.py" "$port" "$FACETRAIN" --config "$tmp/r.yaml" --output "$tmp/agent" \
+  --set train.batch_size=6 >"$tmp/agent.out" 2>&1 || { echo "FAIL agent-store: exit $?"; tail -5 "$tmp/agent.out"; fail=1; }
+same torchrun-agent-store-2-ranks one agent 1 6
 
 # Every head: 1 process of 12 against 2 ranks of 6 (facetrain launch); three heads on 3 ranks of 4.
 for head in softmax normface cosface arcface combined sphereface mv_softmax curricularface adaface circleloss; do

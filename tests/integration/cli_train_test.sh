@@ -50,18 +50,24 @@ check resume-auto 0 'done: 400 steps' -- "$FACETRAIN" --config "$tmp/tiny.yaml" 
 check fresh-run-refuses-old-checkpoints 2 'already holds checkpoints' -- "$FACETRAIN" --config "$tmp/tiny.yaml" --output "$tmp/run"
 
 # kill -9 at random moments while a checkpoint is written every step: every checkpoint left is whole.
+# Each kill comes at a random moment after training has started (a loaded machine may take
+# seconds to get there).
 for i in 1 2 3 4 5 6; do
   "$FACETRAIN" --config "$tmp/tiny.yaml" --output "$tmp/kill" --resume auto --set train.max_steps=100000 \
-    --set checkpoint.every_steps=1 --set checkpoint.keep_last=3 >>"$tmp/kill.out" 2>&1 &
+    --set checkpoint.every_steps=1 --set checkpoint.keep_last=3 >"$tmp/kill.$i.out" 2>&1 &
   pid=$!
-  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); print 1.5 + rand() * 2 }')"
+  for _ in $(seq 600); do grep -q 'training from step' "$tmp/kill.$i.out" 2>/dev/null && break; sleep 0.1; done
+  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); print 0.5 + rand() * 2 }')"
   kill -KILL "$pid"; wait "$pid" 2>/dev/null
+  cat "$tmp/kill.$i.out" >>"$tmp/kill.out"
 done
 bad=0; count=0
+shopt -s nullglob
 for f in "$tmp/kill/checkpoints"/step_*.ckpt; do
   count=$((count + 1))
   "$FACETRAIN" export --checkpoint "$f" --out "$tmp/k.pth" >/dev/null 2>&1 || { echo "corrupt: $f"; bad=1; }
 done
+shopt -u nullglob
 if [ "$bad" -eq 0 ] && [ "$count" -ge 1 ]; then echo "ok   kill-9-during-checkpoints ($count whole checkpoints)"; else
   echo "FAIL kill-9-during-checkpoints: $count checkpoints, corrupt: $bad"; tail -5 "$tmp/kill.out"; fail=1; fi
 

@@ -47,15 +47,21 @@ class VerificationEvaluator : public train::Evaluator {
   VerificationEvaluator(const std::vector<std::string>& targets, const EmbedOptions& options);
   /// {NAME: results_json's fields}; scalars NAME/accuracy, NAME/val, NAME/xnorm; format_table.
   train::EvalReport evaluate(backbones::BackboneImpl& net, torch::Device device) override;
+  /// The same, the images of every set split across the ranks: rank r embeds its contiguous
+  /// share (an equal count each, the last padded), the embeddings are gathered, and every rank
+  /// scores the whole set, so the figures equal the one-process ones.
+  train::EvalReport evaluate(backbones::BackboneImpl& net, torch::Device device, dist::Group& group) override;
 
  private:
+  train::EvalReport evaluate_sets(backbones::BackboneImpl& net, torch::Device device, dist::Group* group);
   EmbedOptions options_;
   std::vector<std::pair<std::string, io::VerificationBin>> sets_;
 };
 
 /// Embeds a verification set's images and their mirrors and runs the protocol (verification.h).
+/// With `group`, each rank embeds its share of the images (see VerificationEvaluator).
 VerificationResult evaluate_bin(backbones::BackboneImpl& net, const io::VerificationBin& bin, const std::string& name,
-                                const EmbedOptions& options);
+                                const EmbedOptions& options, dist::Group* group = nullptr);
 
 /// "lfw.bin" -> "lfw": the name results are reported under.
 std::string set_name(const std::string& path);

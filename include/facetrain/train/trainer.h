@@ -68,6 +68,10 @@ class Evaluator {
  public:
   virtual ~Evaluator() = default;
   virtual EvalReport evaluate(backbones::BackboneImpl& net, torch::Device device) = 0;
+  /// With several processes the trainer calls this on every rank; rank 0's report is the one
+  /// logged. The default evaluates on rank 0 while the others wait; an evaluator that can split
+  /// its work across the ranks overrides it (eval::VerificationEvaluator does).
+  virtual EvalReport evaluate(backbones::BackboneImpl& net, torch::Device device, dist::Group& group);
 };
 
 /// Called after each micro-batch's backward, before the optimizer step: tests inject faults
