@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +89,11 @@ int launch_local(const LaunchOptions& o) {
     if (pid == 0) {
       ::sigaction(SIGINT, &old_int, nullptr);
       ::sigaction(SIGTERM, &old_term, nullptr);
+      // Its own process group: a Ctrl-C in the terminal reaches the launcher alone, which passes
+      // it on once (a second SIGINT would stop a rank at once, without its checkpoint). And a
+      // SIGTERM when the launcher dies, so that no rank outlives it.
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
@@ -129,7 +135,9 @@ int launch_local(const LaunchOptions& o) {
         } else if (code != 0 && result == 0) {
           result = code;
         }
-        if (code != 0 && !stopping) {
+        // After a forwarded Ctrl-C / SIGTERM the ranks are stopping on their own (each writes its
+        // part of the last checkpoint): no need to hurry the others.
+        if (code != 0 && !stopping && g_forward.load() == 0) {
           stopping = true;
           kill_at = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1000));
           for (size_t k = 0; k < pids.size(); ++k) {

@@ -122,6 +122,18 @@ fault() {
   if [ "$rc" -ne 0 ] && grep -Eq "${regex//VICTIM/$victim}" "$tmp/$name.out" && [ $((SECONDS - start)) -lt 40 ]; then
     echo "ok   $name ($((SECONDS - start)) s)"; else echo "FAIL $name: exit $rc"; tail -8 "$tmp/$name.out"; fail=1; fi
 }
+# Ctrl-C in a terminal: SIGINT to the launcher's whole process group (setsid stands in for the
+# terminal). Every rank finishes its step, one checkpoint is written, exit 130; it resumes.
+setsid "$FACETRAIN" launch --nproc 2 -- --config "$tmp/r.yaml" --output "$tmp/ctrlc" --set train.batch_size=6 \
+  --set train.max_steps=100000 >"$tmp/ctrlc.out" 2>&1 &
+launcher=$!
+for _ in $(seq 600); do grep -q 'step 3/100000' "$tmp/ctrlc.out" 2>/dev/null && break; sleep 0.1; done
+kill -INT -- "-$launcher"; wait "$launcher"; rc=$?
+if [ "$rc" -eq 130 ] && grep -q 'SIGINT received' "$tmp/ctrlc.out" && ls "$tmp/ctrlc/checkpoints"/step_*.ckpt >/dev/null 2>&1; then
+  echo "ok   ctrl-c"; else echo "FAIL ctrl-c: exit $rc"; tail -8 "$tmp/ctrlc.out"; fail=1; fi
+check ctrl-c-resumes 0 'resumed from' -- "$FACETRAIN" launch --nproc 2 -- --config "$tmp/r.yaml" --output "$tmp/ctrlc" \
+  --set train.batch_size=6 --set train.max_steps=8 --resume auto
+
 # A rank killed mid-run: the launcher names it and stops the other.
 fault killed-rank KILL 20 5 'rank 1 \(pid VICTIM\) was killed by signal 9'
 # A rank that hangs (SIGSTOP): the other's collective times out (5 s) and says so; the launcher

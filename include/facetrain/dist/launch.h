@@ -1,9 +1,10 @@
 #pragma once
 // `facetrain launch --nproc N -- ARGS...`: a single-node launcher for users without torchrun. It
 // starts N copies of a program with torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE,
-// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), forwards SIGINT and SIGTERM to them, and when one
-// of them fails, stops the others (SIGTERM, then SIGKILL after a grace period) and says which rank
-// failed and how.
+// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), each in its own process group, forwards SIGINT
+// and SIGTERM to them once (so Ctrl-C makes every rank finish its step and write one checkpoint),
+// and when one of them fails, stops the others (SIGTERM, then SIGKILL after a grace period) and
+// says which rank failed and how. A rank whose launcher dies gets SIGTERM.
 //
 // Example:
 //   facetrain::dist::LaunchOptions o;
