@@ -22,6 +22,9 @@ Runner add_train_command(CLI::App& app);
 /// `facetrain launch --nproc N -- ARGS` (cmd_launch.cpp): N local processes with torchrun's variables.
 Runner add_launch_command(CLI::App& app);
 
+/// `facetrain bench head` (cmd_bench.cpp): one rank's head step, peak memory and time.
+Runner add_bench_command(CLI::App& app);
+
 /// `facetrain heads`: lists the built-in heads with their defaults and references.
 Runner add_heads_command(CLI::App& app);
 /// `facetrain head-demo`: trains a margin head on random clusters (the main job until the

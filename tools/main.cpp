@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   add(&facetrain::tools::add_eval_command);
   add(&facetrain::tools::add_embed_command);
   add(&facetrain::tools::add_export_command);
+  add(&facetrain::tools::add_bench_command);
 
   try {
     app.parse(argc, argv);

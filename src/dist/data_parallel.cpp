@@ -36,10 +36,12 @@ struct GradientSync::State {
     int64_t pending = 0;          // members whose gradient has not come yet
     bool launched = false;
     torch::Tensor flat;
+    torch::Tensor wire;  // flat in the compressed dtype, when compressing
     std::unique_ptr<Pending> work;
   };
   std::shared_ptr<Group> group;
   std::vector<torch::Tensor> params;
+  std::optional<torch::Dtype> wire;
   std::vector<size_t> bucket_of;
   std::vector<bool> ready;
   std::vector<Bucket> buckets;
@@ -56,7 +58,8 @@ struct GradientSync::State {
       parts.push_back(p.grad().defined() ? p.grad().detach().reshape(-1) : torch::zeros({p.numel()}, p.options()));
     }
     b.flat = torch::cat(parts);
-    b.work = group->all_reduce_async(b.flat);
+    b.wire = wire && *wire != b.flat.scalar_type() ? b.flat.to(*wire) : b.flat;
+    b.work = group->all_reduce_async(b.wire);
     b.launched = true;
   }
 
@@ -70,15 +73,24 @@ struct GradientSync::State {
       b.pending = static_cast<int64_t>(b.members.size());
       b.launched = false;
       b.flat = torch::Tensor();
+      b.wire = torch::Tensor();
       b.work.reset();
     }
     next_launch = 0;
   }
 };
 
-GradientSync::GradientSync(std::vector<torch::Tensor> params, std::shared_ptr<Group> group, double bucket_mb)
+GradientSync::GradientSync(std::vector<torch::Tensor> params, std::shared_ptr<Group> group, double bucket_mb,
+                           std::optional<torch::Dtype> wire)
     : s_(std::make_shared<State>()) {
+  if (wire && *wire != torch::kHalf && *wire != torch::kBFloat16)
+    throw ArgumentError("GradientSync: gradients can be compressed to float16 or bfloat16, not " +
+                        std::string(c10::toString(*wire)));
+  if (wire == torch::kBFloat16 && group->backend() == "gloo")
+    throw ArgumentError("bfloat16 gradient compression needs NCCL: Gloo sums float16 but not bfloat16 "
+                        "(use fp16 on the CPU)");
   s_->group = std::move(group);
+  s_->wire = wire;
   for (auto& p : params) {
     if (p.requires_grad()) s_->params.push_back(p);
   }
@@ -138,6 +150,7 @@ void GradientSync::finish() {
   torch::NoGradGuard no_grad;
   for (auto& b : s_->buckets) {
     b.work->wait();
+    if (!b.wire.is_same(b.flat)) b.flat.copy_(b.wire);  // widened back
     int64_t offset = 0;
     for (size_t i : b.members) {
       torch::Tensor& p = s_->params[i];

@@ -1,9 +1,10 @@
 #include "facetrain/dist/model_parallel.h"
 
 #include <cmath>
-#include <cstdio>
 
 #include "facetrain/core/error.h"
+#include "facetrain/core/memory.h"
+#include "facetrain/dist/partial_fc.h"
 
 namespace facetrain::dist {
 
@@ -35,9 +36,10 @@ struct AllGatherRows : public torch::autograd::Function<AllGatherRows> {
 };
 
 struct DistCrossEntropy : public torch::autograd::Function<DistCrossEntropy> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& labels,
-                               int64_t class_begin, Group* group) {
-    const int64_t batch = logits.size(0), local = logits.size(1);
+  // targets: [B] int64 on logits' device, the column of each row's class on this rank or -1.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& targets,
+                               Group* group) {
+    const int64_t batch = logits.size(0);
     // Row max over every shard; exp(x - max) summed over every shard.
     torch::Tensor max = std::get<0>(logits.max(1, /*keepdim=*/true)).contiguous();
     group->all_reduce(max, ReduceOp::kMax);
@@ -45,9 +47,8 @@ struct DistCrossEntropy : public torch::autograd::Function<DistCrossEntropy> {
     torch::Tensor sum = p.sum(1, /*keepdim=*/true).contiguous();
     group->all_reduce(sum, ReduceOp::kSum);
     // The target logit of each row, from the shard that holds its class (0 elsewhere).
-    auto y = labels.to(logits.device(), torch::kLong) - class_begin;
-    auto mine = (y >= 0).logical_and(y < local);
-    auto col = torch::where(mine, y, torch::zeros_like(y));
+    auto mine = targets >= 0;
+    auto col = torch::where(mine, targets, torch::zeros_like(targets));
     torch::Tensor target =
         torch::where(mine, logits.gather(1, col.unsqueeze(1)).squeeze(1), torch::zeros({batch}, logits.options()))
             .contiguous();
@@ -66,7 +67,7 @@ struct DistCrossEntropy : public torch::autograd::Function<DistCrossEntropy> {
     auto rows = mine.nonzero().view(-1);
     grad.index_put_({rows, col.index_select(0, rows)}, grad.index({rows, col.index_select(0, rows)}) - 1);
     grad.mul_(grads[0] / double(batch));
-    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {grad, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -96,20 +97,22 @@ torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& la
   if (labels.dim() != 1 || labels.size(0) != logits.size(0))
     throw ArgumentError("dist::cross_entropy: labels must be [" + std::to_string(logits.size(0)) + "]");
   if (logits.size(0) == 0) throw ArgumentError("dist::cross_entropy: an empty batch");
-  return DistCrossEntropy::apply(logits, labels, class_begin, &group);
+  auto y = labels.to(logits.device(), torch::kLong) - class_begin;
+  auto mine = (y >= 0).logical_and(y < logits.size(1));
+  return DistCrossEntropy::apply(logits, torch::where(mine, y, torch::full_like(y, -1)), &group);
 }
 
-namespace {
-std::string mib(int64_t bytes) {
-  char buf[32];
-  if (bytes >= (int64_t(1) << 30)) {
-    std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(int64_t(1) << 30));
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / double(1 << 20));
-  }
-  return buf;
+torch::Tensor cross_entropy_at(const torch::Tensor& logits, const torch::Tensor& targets, Group& group) {
+  if (logits.dim() != 2) throw ArgumentError("dist::cross_entropy_at: logits must be [B, C_local]");
+  if (targets.dim() != 1 || targets.size(0) != logits.size(0))
+    throw ArgumentError("dist::cross_entropy_at: targets must be [" + std::to_string(logits.size(0)) + "]");
+  if (logits.size(0) == 0) throw ArgumentError("dist::cross_entropy_at: an empty batch");
+  auto t = targets.to(logits.device(), torch::kLong);
+  if ((t >= logits.size(1)).any().item<bool>())
+    throw ArgumentError("dist::cross_entropy_at: a target column is beyond the " + std::to_string(logits.size(1)) +
+                        " columns of the logits");
+  return DistCrossEntropy::apply(logits, t, &group);
 }
-}  // namespace
 
 MemoryPlan plan_memory(const MemoryPlanInput& in) {
   MemoryPlan p;
@@ -118,15 +121,17 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.centres = values * in.bytes_per_value;
   p.gradients = p.centres;
   p.optimizer = p.centres * in.optimizer_slots;
-  const auto sampled = static_cast<int64_t>(std::ceil(double(p.local_classes) * in.sample_rate));
-  p.logits = 4 * in.global_batch * sampled * 4;
+  const int64_t sampled = in.sample_rate < 1 ? sampled_classes(p.local_classes, in.sample_rate) : p.local_classes;
+  p.logits = 5 * in.global_batch * sampled * 4;
+  if (in.sample_rate < 1) p.sampled = 3 * sampled * in.embedding_size * 4;
   return p;
 }
 
 std::string MemoryPlan::describe() const {
-  return std::to_string(local_classes) + " classes per rank: centres " + mib(centres) + ", gradients " +
-         mib(gradients) + ", optimizer " + mib(optimizer) + ", logits and softmax " + mib(logits) + "; " +
-         mib(total()) + " per rank for the head, besides the backbone";
+  return std::to_string(local_classes) + " classes per rank: centres " + format_bytes(centres) + ", gradients " +
+         format_bytes(gradients) + ", optimizer " + format_bytes(optimizer) + ", logits and softmax " + format_bytes(logits) +
+         (sampled > 0 ? ", sampled centres " + format_bytes(sampled) : std::string()) + "; " +
+         format_bytes(total()) + " per rank for the head, besides the backbone";
 }
 
 torch::Tensor ShardReducer::sum(const torch::Tensor& local, heads::ReduceScope scope) const {

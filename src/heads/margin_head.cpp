@@ -74,6 +74,21 @@ void MarginHeadImpl::init_weight_uniform(double bound) {
 }
 
 torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const torch::Tensor& labels) {
+  return forward_over(embeddings, labels, torch::Tensor());
+}
+
+torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                                      const torch::Tensor& classes) {
+  if (!classes.defined()) throw ArgumentError(type_ + ": the sampled classes are undefined");
+  return forward_over(embeddings, labels, classes);
+}
+
+torch::Tensor MarginHeadImpl::classes_of(const torch::Tensor& per_class) const {
+  return classes_.defined() ? per_class.index_select(0, classes_) : per_class;
+}
+
+torch::Tensor MarginHeadImpl::forward_over(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                                           const torch::Tensor& classes) {
   // ---- input checks: every message names the argument, what was expected and what came
   if (!embeddings.defined()) throw ArgumentError(type_ + ": embeddings are undefined");
   if (!labels.defined()) throw ArgumentError(type_ + ": labels are undefined");
@@ -110,6 +125,39 @@ torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const tor
   targets.rows = in_shard.nonzero().view(-1);
   targets.cols = targets.labels.index_select(0, targets.rows);
 
+  // ---- Partial FC: the columns are the sampled classes; a target's column is its position there
+  torch::Tensor sampled;
+  if (classes.defined()) {
+    if (classes.dim() != 1 || classes.size(0) == 0 || classes.is_floating_point() ||
+        classes.scalar_type() == torch::kBool)
+      throw ArgumentError(type_ + ": the sampled classes must be a non-empty 1-D integer tensor, got " +
+                          shape_of(classes) + " " + std::string(c10::toString(classes.scalar_type())));
+    sampled = classes.to(weight.device(), torch::kLong);
+    const int64_t n = sampled.size(0);
+    if (sampled.min().item<int64_t>() < 0 || sampled.max().item<int64_t>() >= geometry_.num_local_classes())
+      throw ArgumentError(type_ + ": the sampled classes must lie in [0, " +
+                          std::to_string(geometry_.num_local_classes()) + ") (local indices of this shard)");
+    if (n > 1 && !(sampled.slice(0, 1) > sampled.slice(0, 0, n - 1)).all().item<bool>())
+      throw ArgumentError(type_ + ": the sampled classes must be sorted and distinct");
+    auto at = torch::searchsorted(sampled, targets.cols);
+    auto found = at < n;
+    found = found.logical_and(sampled.index_select(0, at.clamp_max(n - 1)) == targets.cols);
+    if (!found.all().item<bool>()) {
+      const int64_t k = targets.rows[(~found).nonzero()[0][0]].item<int64_t>();
+      throw ArgumentError(type_ + ": labels[" + std::to_string(k) + "] = " + std::to_string(y[k].item<int64_t>()) +
+                          " belongs to this shard but is not among the sampled classes (Partial FC keeps every "
+                          "positive)");
+    }
+    targets.cols = at;
+    targets.labels = targets.labels.index_put({targets.rows}, at);
+  }
+
+  // classes_of() sees the sample for the duration of this forward only.
+  struct Sampled {
+    torch::Tensor& slot;
+    Sampled(torch::Tensor& s, torch::Tensor value) : slot(s) { slot = std::move(value); }
+    ~Sampled() { slot = torch::Tensor(); }
+  } scope(classes_, sampled);
   const torch::Tensor x = embeddings.to(weight.scalar_type());
   const torch::Tensor norms = x.norm(2, 1);
   return apply_margin(similarity(x, norms), norms, targets);
@@ -117,8 +165,8 @@ torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const tor
 
 torch::Tensor MarginHeadImpl::similarity(const torch::Tensor& x, const torch::Tensor& norms) {
   auto x_hat = x / norms.clamp_min(kNormEps).unsqueeze(1);
-  auto w_hat =
-      torch::nn::functional::normalize(weight, torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(kNormEps));
+  auto w_hat = torch::nn::functional::normalize(classes_of(weight),
+                                                torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(kNormEps));
   return torch::mm(x_hat, w_hat.t()).clamp(-1, 1);
 }
 

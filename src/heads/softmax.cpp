@@ -18,7 +18,7 @@ SoftmaxImpl::SoftmaxImpl(const SoftmaxOptions&, const HeadGeometry& geometry) : 
 }
 
 torch::Tensor SoftmaxImpl::similarity(const torch::Tensor& x, const torch::Tensor&) {
-  return torch::nn::functional::linear(x, weight, bias);
+  return torch::nn::functional::linear(x, classes_of(weight), classes_of(bias));
 }
 
 torch::Tensor SoftmaxImpl::apply_margin(const torch::Tensor& logits, const torch::Tensor&, const Targets&) {

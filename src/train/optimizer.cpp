@@ -1,5 +1,6 @@
 #include "facetrain/train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <unordered_set>
@@ -30,43 +31,97 @@ void Optimizer::zero_grad() {
   }
 }
 
+void Optimizer::set_rows(const std::string& name, torch::Tensor rows) {
+  for (const auto& g : groups_) {
+    for (const auto& [n, p] : g.params) {
+      if (n != name) continue;
+      if (p.dim() < 1) throw ArgumentError("Optimizer::set_rows: '" + name + "' has no rows");
+      auto r = rows.to(p.device(), torch::kLong);
+      for (auto& [set, value] : rows_) {
+        if (set == name) {
+          value = std::move(r);  // the latest call wins
+          return;
+        }
+      }
+      rows_.emplace_back(name, std::move(r));
+      return;
+    }
+  }
+  throw ArgumentError("Optimizer::set_rows: no parameter '" + name + "'");
+}
+
+void Optimizer::update(torch::Tensor p, const torch::Tensor& grad, Slots& s, double lr, double wd) {
+  if (options_.type == OptimizerType::kSgd) {
+    torch::Tensor d = wd != 0 ? grad.add(p, wd) : grad;
+    const double mu = options_.momentum;
+    if (mu != 0) {
+      if (!s.momentum_buffer.defined()) {
+        s.momentum_buffer = d.clone().detach();
+      } else {
+        s.momentum_buffer.mul_(mu).add_(d, 1.0);  // dampening 0
+      }
+      d = options_.nesterov ? d.add(s.momentum_buffer, mu) : s.momentum_buffer;
+    }
+    p.add_(d, -lr);
+  } else {
+    if (!s.exp_avg.defined()) {
+      s.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+      s.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+    }
+    s.step += 1;
+    p.mul_(1 - lr * wd);
+    const double b1 = options_.beta1, b2 = options_.beta2;
+    s.exp_avg.mul_(b1).add_(grad, 1 - b1);
+    s.exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2);
+    const double bias_correction1 = 1 - std::pow(b1, double(s.step));
+    const double bias_correction2 = 1 - std::pow(b2, double(s.step));
+    const double step_size = lr / bias_correction1;
+    auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
+    p.addcdiv_(s.exp_avg, denom, -step_size);
+  }
+}
+
 void Optimizer::step() {
   torch::NoGradGuard no_grad;
+  auto rows = std::move(rows_);
+  rows_.clear();
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const double lr = lrs_[gi], wd = groups_[gi].weight_decay;
     for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
-      torch::Tensor p = groups_[gi].params[pi].second;
+      const auto& [name, p] = groups_[gi].params[pi];
       const torch::Tensor& grad = p.grad();
       if (!grad.defined()) continue;
       Slots& s = slots_[gi][pi];
-      if (options_.type == OptimizerType::kSgd) {
-        torch::Tensor d = wd != 0 ? grad.add(p, wd) : grad;
-        const double mu = options_.momentum;
-        if (mu != 0) {
-          if (!s.momentum_buffer.defined()) {
-            s.momentum_buffer = d.clone().detach();
-          } else {
-            s.momentum_buffer.mul_(mu).add_(d, 1.0);  // dampening 0
-          }
-          d = options_.nesterov ? d.add(s.momentum_buffer, mu) : s.momentum_buffer;
-        }
-        p.add_(d, -lr);
-      } else {
-        if (!s.exp_avg.defined()) {
-          s.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Preserve);
-          s.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
-        }
-        s.step += 1;
-        p.mul_(1 - lr * wd);
-        const double b1 = options_.beta1, b2 = options_.beta2;
-        s.exp_avg.mul_(b1).add_(grad, 1 - b1);
-        s.exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2);
-        const double bias_correction1 = 1 - std::pow(b1, double(s.step));
-        const double bias_correction2 = 1 - std::pow(b2, double(s.step));
-        const double step_size = lr / bias_correction1;
-        auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
-        p.addcdiv_(s.exp_avg, denom, -step_size);
+      auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.first == name; });
+      if (it == rows.end()) {
+        update(p, grad, s, lr, wd);
+        continue;
       }
+      // Those rows alone: gathered, updated as a whole tensor would be, written back. Momentum
+      // is kept for every row (zeros never stepped: 0·μ + d = d, PyTorch's first step).
+      const torch::Tensor& r = it->second;
+      if (options_.type == OptimizerType::kSgd && options_.momentum != 0 && !s.momentum_buffer.defined())
+        s.momentum_buffer = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+      if (options_.type == OptimizerType::kAdamW && !s.exp_avg.defined()) {
+        s.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+        s.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+      }
+      Slots sub;
+      sub.step = s.step;
+      auto take = [&](const torch::Tensor& full) { return full.defined() ? full.index_select(0, r) : full; };
+      sub.momentum_buffer = take(s.momentum_buffer);
+      sub.exp_avg = take(s.exp_avg);
+      sub.exp_avg_sq = take(s.exp_avg_sq);
+      torch::Tensor sub_p = p.index_select(0, r);
+      update(sub_p, grad.index_select(0, r), sub, lr, wd);
+      p.index_copy_(0, r, sub_p);
+      auto put = [&](torch::Tensor& full, const torch::Tensor& part) {
+        if (full.defined()) full.index_copy_(0, r, part);
+      };
+      put(s.momentum_buffer, sub.momentum_buffer);
+      put(s.exp_avg, sub.exp_avg);
+      put(s.exp_avg_sq, sub.exp_avg_sq);
+      s.step = sub.step;
     }
   }
 }

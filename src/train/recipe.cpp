@@ -266,6 +266,8 @@ std::string LogOptions::describe() const {
 void DistOptions::read(config::Section& s) {
   s.read("timeout_s", timeout_s);
   s.read("bucket_mb", bucket_mb);
+  s.read_enum("grad_compression", grad_compression,
+              {{"none", GradCompression::kNone}, {"fp16", GradCompression::kFp16}, {"bf16", GradCompression::kBf16}});
 }
 
 OptionProblems DistOptions::problems() const {
@@ -275,7 +277,12 @@ OptionProblems DistOptions::problems() const {
   return p;
 }
 
-std::string DistOptions::describe() const { return "timeout_s=" + fmt(timeout_s) + ", bucket_mb=" + fmt(bucket_mb); }
+std::string DistOptions::describe() const {
+  const char* compression = grad_compression == GradCompression::kFp16   ? "fp16"
+                            : grad_compression == GradCompression::kBf16 ? "bf16"
+                                                                         : "none";
+  return "timeout_s=" + fmt(timeout_s) + ", bucket_mb=" + fmt(bucket_mb) + ", grad_compression=" + compression;
+}
 
 // --- the recipe ---------------------------------------------------------------------------------
 
@@ -289,6 +296,10 @@ Recipe read_recipe(const config::Document& doc, const std::string& output_dir) {
   auto model = root.section("model");
   r.model = backbones::read_backbone(model);
   auto head = root.section("head");
+  // Partial FC is the trainer's, for every head: read here, before the head's own keys.
+  if (head.read("sample_rate", r.sample_rate) && !(r.sample_rate > 0 && r.sample_rate <= 1))
+    head.error("sample_rate", "must be in (0, 1] (the share of each rank's classes in a step), got " +
+                                  fmt(r.sample_rate));
   r.head = heads::read_head(head);
 
   auto train = root.section("train");

@@ -24,6 +24,7 @@
 #include "facetrain/data/loader.h"
 #include "facetrain/dist/data_parallel.h"
 #include "facetrain/dist/model_parallel.h"
+#include "facetrain/dist/partial_fc.h"
 #include "facetrain/io/verification_bin.h"
 #include "facetrain/train/checkpoint.h"
 #include "facetrain/train/optimizer.h"
@@ -99,7 +100,7 @@ std::string format_double(double v, const char* f = "%.6g") {
   return buf;
 }
 
-// The RNG states a run depends on (dropout; later, Partial FC sampling).
+// The RNG states a run depends on (dropout; Partial FC's draws are keyed by the step instead).
 io::StateDict rng_state(torch::Device device) {
   io::StateDict out;
   auto cpu = at::detail::getDefaultCPUGenerator();
@@ -356,7 +357,14 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   if (s.group->size() > 1) {
     std::vector<torch::Tensor> params;
     for (const auto& p : s.backbone->parameters()) params.push_back(p);
-    s.grad_sync = std::make_unique<dist::GradientSync>(params, s.group, r.dist.bucket_mb);
+    std::optional<torch::Dtype> wire;
+    if (r.dist.grad_compression == GradCompression::kFp16) wire = torch::kHalf;
+    if (r.dist.grad_compression == GradCompression::kBf16) wire = torch::kBFloat16;
+    try {
+      s.grad_sync = std::make_unique<dist::GradientSync>(params, s.group, r.dist.bucket_mb, wire);
+    } catch (const ArgumentError& e) {
+      config_error(r, "dist.grad_compression", e.what());
+    }
   }
   s.schedule = std::make_unique<Schedule>(r.schedule, r.optimizer.lr, s.total, s.steps_per_epoch);
   if (lr_scale != 1.0)
@@ -451,6 +459,10 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   plan.world_size = s.group->size();
   plan.global_batch = r.train.batch_size * s.group->size();
   plan.optimizer_slots = s.optimizer->slots_per_parameter();
+  plan.sample_rate = r.sample_rate;
+  if (r.sample_rate < 1)
+    s.log->info("Partial FC: sample_rate {}: at least {} of the {} classes of each rank in a step, every positive kept",
+                format_double(r.sample_rate), dist::sampled_classes(s.shard.size(), r.sample_rate), s.shard.size());
   s.log->info("memory: {}", dist::plan_memory(plan).describe());
 }
 
@@ -479,6 +491,8 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
   std::string bad;  // what went non-finite
   int64_t samples = 0;
   const int64_t world = s.group->size();
+  const bool sampling = r.sample_rate < 1;
+  std::vector<torch::Tensor> sampled;  // Partial FC: each micro-batch's classes of this rank
   for (int64_t k = 0; k < r.train.grad_accum; ++k) {
     auto batch = next();
     samples += batch.valid;
@@ -488,7 +502,7 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
     // micro-batch's backward only (no_sync before it).
     if (s.grad_sync) s.grad_sync->arm(k == r.train.grad_accum - 1);
     torch::Tensor loss;
-    if (world == 1) {
+    if (world == 1 && !sampling) {
       auto embeddings = s.backbone->forward(images);
       auto logits = s.head->forward(embeddings, labels);
       loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), labels);
@@ -501,8 +515,18 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
       }
       auto all_embeddings = dist::all_gather_rows(embeddings, *s.group);
       auto all_labels = s.group->all_gather(labels);
-      auto logits = s.head->forward(all_embeddings, all_labels);
-      loss = dist::cross_entropy(logits.to(torch::kFloat), all_labels, s.shard.begin, *s.group);
+      if (sampling) {
+        // Partial FC: this rank's positives and sampled negatives (partial_fc.h).
+        auto sample = dist::sample_classes(all_labels, s.shard, r.sample_rate,
+                                           dist::sample_seed(r.train.seed, s.step, k, s.shard));
+        sampled.push_back(sample.classes);
+        auto logits = s.head->forward(all_embeddings, all_labels, sample.classes);
+        loss = world == 1 ? torch::nn::functional::cross_entropy(logits.to(torch::kFloat), sample.targets)
+                          : dist::cross_entropy_at(logits.to(torch::kFloat), sample.targets, *s.group);
+      } else {
+        auto logits = s.head->forward(all_embeddings, all_labels);
+        loss = dist::cross_entropy(logits.to(torch::kFloat), all_labels, s.shard.begin, *s.group);
+      }
     }
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
@@ -583,6 +607,11 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
         torch::NoGradGuard no_grad;
         for (auto& g : grads) g.mul_(coef);
       }
+    }
+    if (sampling && !sampled.empty()) {
+      // The centres no micro-batch sampled, and their optimizer slots, stay as they are.
+      auto rows = std::get<0>(at::_unique(torch::cat(sampled), /*sorted=*/true));
+      for (const auto& param : s.class_rows) s.optimizer->set_rows("head." + param, rows);
     }
     s.optimizer->step();
     stepped = true;

@@ -26,5 +26,21 @@ printf 'model:\n  type: mobilefacenet\n  scale: 0\n' > "$tmp/model.yaml"
 check model-summary-config 2 "model.yaml:3:10: model.scale: must be >= 1, got 0" -- "$FACETRAIN" model summary --config "$tmp/model.yaml"
 check demo 0 'held-out accuracy .*-> (8|9|10)[0-9.]*%' -- "$FACETRAIN" head-demo --config "$SOURCE/configs/head_demo.yaml" --set head.type=cosface --set head.margin=0.35 --plot "$tmp/loss.svg"
 if ! grep -q '<polyline' "$tmp/loss.svg" 2>/dev/null; then echo "FAIL plot: no loss curve in $tmp/loss.svg"; fail=1; else echo "ok   plot"; fi
+# bench head: one rank's head step. 200 000 classes of 64 on one rank with SGD hold centres,
+# their gradient and momentum (3 x 51.2 MB): the measured peak must cover them.
+check bench-head 0 'peak [0-9.]+ MiB, estimate [0-9.]+ MiB; [0-9.]+ s per step' -- "$FACETRAIN" bench head --classes 200000 \
+  --world 1 --batch 8 --dim 64 --steps 2 --json "$tmp/bench.jsonl"
+check bench-head-partial-fc 0 '\(20000 classes a step\)' -- "$FACETRAIN" bench head --classes 400000 --world 2 --batch 4 \
+  --dim 64 --sample-rate 0.1 --steps 2 --json "$tmp/bench.jsonl"
+if /usr/bin/python3 - "$tmp/bench.jsonl" <<'PY'
+import json, sys
+full, part = [json.loads(l) for l in open(sys.argv[1])]
+assert full["peak_exact"] and full["peak_bytes"] >= 3 * 200000 * 64 * 4, full
+assert full["local_classes"] == 200000 and part["local_classes"] == 200000 and part["rows"] == 8, part
+assert part["sampled_classes"] == 20000 and part["estimate_bytes"] < full["estimate_bytes"], part
+PY
+then echo "ok   bench-head-json"; else echo "FAIL bench-head-json"; cat "$tmp/bench.jsonl"; fail=1; fi
+check bench-head-bad 2 '--sample-rate: must be in \(0, 1\], got 2' -- "$FACETRAIN" bench head --sample-rate 2
+check bench-head-bad-head 2 "unknown head type 'arcfce'" -- "$FACETRAIN" bench head --head '{type: arcfce}' --classes 10 --world 1
 rm -rf "$tmp"
 exit $fail

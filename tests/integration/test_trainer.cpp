@@ -148,8 +148,41 @@ INSTANTIATE_TEST_SUITE_P(Train, TrainerResume,
                                                        "train.clip_grad_norm=1"}},
                                            ResumeCase{"adaface_cosine_warmup",
                                                       "{type: adaface, scale: 16}",
-                                                      {"schedule={type: cosine, warmup: 3}"}}),
+                                                      {"schedule={type: cosine, warmup: 3}"}},
+                                           // 8 classes, 4 computed a step (every positive kept)
+                                           ResumeCase{"partial_fc_arcface_sgd",
+                                                      "{type: arcface, scale: 16, margin: 0.2, sample_rate: 0.5}",
+                                                      {"data.identities=8", "data.images_per_identity=3"}},
+                                           ResumeCase{"partial_fc_curricularface_adamw_accum",
+                                                      "{type: curricularface, scale: 16, sample_rate: 0.5}",
+                                                      {"data.identities=8", "data.images_per_identity=3",
+                                                       "optimizer={type: adamw, lr: 0.001}", "train.grad_accum=2",
+                                                       "train.batch_size=2"}}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Partial FC in a run: a step of batch 4 over 16 classes at rate 0.25 computes 4 classes (the
+// positives, then negatives up to 4): exactly 4 centres move, with weight decay on; the others and
+// their momentum stay as they were.
+TEST_F(Trainer_, PartialFcMovesOnlyTheSampledCentres) {
+  auto r = recipe(tiny("", "{type: arcface, scale: 16, margin: 0.2, sample_rate: 0.25}"), path("run"),
+                  {"data.identities=16", "train.max_steps=1", "optimizer.weight_decay=0.01"});
+  Trainer trainer(r, at(path("run")));
+  const torch::Tensor before = trainer.head().weight.detach().clone();
+  auto result = trainer.run();
+  ASSERT_EQ(result.step, 1);
+  const torch::Tensor after = trainer.head().weight.detach();
+  auto moved = (after != before).any(1);
+  EXPECT_EQ(moved.sum().item<int64_t>(), 4) << moved;
+  auto ckpt = read_checkpoint(result.checkpoint);
+  for (const auto& [name, t] : ckpt.optimizer) {
+    if (name != "head.weight.momentum_buffer") continue;
+    EXPECT_TRUE(torch::equal(t.abs().sum(1) != 0, moved)) << "momentum only where the centres moved";
+  }
+  std::ifstream log(path("run/train.log"));
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("Partial FC: sample_rate 0.25: at least 4 of the 16 classes"), std::string::npos) << text;
+  EXPECT_NE(text.find("sampled centres"), std::string::npos);
+}
 
 TEST_F(Trainer_, AutoResumeAfterTheEndTrainsNothingAndFreshRunRefusesOldCheckpoints) {
   auto r = recipe(tiny(), path("run"), {"train.max_steps=3"});

@@ -1,19 +1,23 @@
 // The dist layer: the rendezvous read from torchrun's and SLURM's variables, c10d collectives
 // over Gloo on loopback (ranks are threads of this process), the class split, the autograd
 // all-gather, the distributed cross-entropy, and every head split over 2 and 3 ranks against the
-// same head in one process (values, gradients, buffers).
+// same head in one process (values, gradients, buffers); Partial FC (the draw, every head on its
+// sampled classes, sharded and sampled against one process); compressed gradient sums.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +27,7 @@
 #include "facetrain/dist/data_parallel.h"
 #include "facetrain/dist/group.h"
 #include "facetrain/dist/model_parallel.h"
+#include "facetrain/dist/partial_fc.h"
 #include "facetrain/heads.h"
 #include "head_testing.h"
 
@@ -352,6 +357,22 @@ TEST(DistSyncBatchNorm, EqualsBatchNormOnTheWholeBatch) {
 
 // --- every head, split over ranks ---------------------------------------------------------------
 
+/// Rank g's shard of head `yaml` (D, C), in float64, seeded 1 as the whole head is, with the
+/// ShardReducer over g.
+std::shared_ptr<heads::MarginHeadImpl> shard_head(const std::string& yaml, int64_t D, int64_t C, Group& g) {
+  auto shard = dist::class_shard(C, g.rank(), g.size());
+  std::shared_ptr<heads::MarginHeadImpl> head;
+  {  // the global generator is shared by the rank threads: seed and draw under a lock
+    static std::mutex mutex;
+    std::lock_guard<std::mutex> lock(mutex);
+    torch::manual_seed(1);
+    head = heads::make_head(YAML::Load(yaml), heads::HeadGeometry(D, C, shard.begin, shard.end));
+  }
+  head->to(torch::kDouble);
+  head->set_reducer(std::make_shared<dist::ShardReducer>(std::shared_ptr<Group>(&g, [](Group*) {})));
+  return head;
+}
+
 class DistHeads : public ::testing::TestWithParam<std::string> {};
 
 // One process: the whole head on the whole batch, torch's cross-entropy. W ranks: each rank
@@ -386,16 +407,7 @@ TEST_P(DistHeads, ShardedOverRanksEqualsOneProcess) {
     const int64_t b = B / world;
     run_ranks(world, [&](Group& g) {
       auto shard = dist::class_shard(C, g.rank(), g.size());
-      std::shared_ptr<heads::MarginHeadImpl> head;
-      {  // the global generator is shared by the rank threads: seed and draw under a lock
-        static std::mutex mutex;
-        std::lock_guard<std::mutex> lock(mutex);
-        torch::manual_seed(1);
-        head = heads::make_head(YAML::Load(yaml), heads::HeadGeometry(D, C, shard.begin, shard.end));
-      }
-      head->to(torch::kDouble);
-      auto group = std::shared_ptr<Group>(&g, [](Group*) {});
-      head->set_reducer(std::make_shared<dist::ShardReducer>(group));
+      auto head = shard_head(yaml, D, C, g);
       const std::string where = yaml + " on " + std::to_string(world) + " ranks, rank " + std::to_string(g.rank());
       for (int call = 0; call < 3; ++call) {
         Tensor x = in.x.narrow(0, g.rank() * b, b).clone().requires_grad_(true);
@@ -420,6 +432,255 @@ TEST_P(DistHeads, ShardedOverRanksEqualsOneProcess) {
 
 INSTANTIATE_TEST_SUITE_P(AllHeads, DistHeads, ::testing::ValuesIn(every_head_variant()),
                          [](const auto& info) { return "case" + std::to_string(info.index); });
+
+// --- Partial FC ---------------------------------------------------------------------------------
+
+std::vector<int64_t> as_vector(const Tensor& t) {
+  auto c = t.to(torch::kCPU, torch::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+TEST(PartialFc, KeepsEveryPositiveAndSamplesTheRequestedCount) {
+  const int64_t C = 1000;
+  const auto shard = dist::class_shard(C, 1, 2);  // [500, 1000)
+  torch::manual_seed(5);
+  Tensor labels = torch::randint(C, {64}, torch::kLong);
+  labels[0] = 500;  // both ends of the shard, and one class twice
+  labels[1] = 999;
+  labels[2] = 999;
+  std::set<int64_t> positives;
+  for (int64_t y : as_vector(labels)) {
+    if (y >= shard.begin && y < shard.end) positives.insert(y - shard.begin);
+  }
+  ASSERT_GT(positives.size(), 5u);
+  for (double rate : {0.1, 0.3, 0.01}) {
+    auto s = dist::sample_classes(labels, shard, rate, 42);
+    const auto classes = as_vector(s.classes);
+    const int64_t want = std::max<int64_t>(int64_t(rate * 500), int64_t(positives.size()));
+    EXPECT_EQ(dist::sampled_classes(500, rate), std::max<int64_t>(1, int64_t(rate * 500)));
+    EXPECT_EQ(int64_t(classes.size()), want) << rate;
+    EXPECT_EQ(s.positives, int64_t(positives.size()));
+    EXPECT_TRUE(std::is_sorted(classes.begin(), classes.end()));
+    EXPECT_EQ(std::set<int64_t>(classes.begin(), classes.end()).size(), classes.size()) << "distinct";
+    EXPECT_TRUE(std::all_of(classes.begin(), classes.end(), [](int64_t c) { return c >= 0 && c < 500; }));
+    for (int64_t p : positives) EXPECT_TRUE(std::binary_search(classes.begin(), classes.end(), p)) << p;
+    if (want == int64_t(positives.size()))  // more positives than the rate allows: only them
+      EXPECT_EQ(classes, std::vector<int64_t>(positives.begin(), positives.end()));
+    // Each row's target is the column of its class, or -1 when the class is on the other rank.
+    const auto targets = as_vector(s.targets), ys = as_vector(labels);
+    for (size_t i = 0; i < ys.size(); ++i) {
+      if (ys[i] < shard.begin) {
+        EXPECT_EQ(targets[i], -1) << i;
+      } else {
+        ASSERT_GE(targets[i], 0) << i;
+        EXPECT_EQ(classes[size_t(targets[i])], ys[i] - shard.begin) << i;
+      }
+    }
+  }
+  // The draw is its seed's: the same again, another for another seed; rate 1 is every class.
+  EXPECT_TRUE(torch::equal(dist::sample_classes(labels, shard, 0.1, 42).classes,
+                           dist::sample_classes(labels, shard, 0.1, 42).classes));
+  EXPECT_FALSE(torch::equal(dist::sample_classes(labels, shard, 0.1, 42).classes,
+                            dist::sample_classes(labels, shard, 0.1, 43).classes));
+  EXPECT_TRUE(torch::equal(dist::sample_classes(labels, shard, 1.0, 42).classes, torch::arange(500)));
+  EXPECT_NE(dist::sample_seed(1, 2, 0, shard), dist::sample_seed(1, 3, 0, shard));
+  EXPECT_NE(dist::sample_seed(1, 2, 0, shard), dist::sample_seed(1, 2, 1, shard));
+  EXPECT_NE(dist::sample_seed(1, 2, 0, shard), dist::sample_seed(1, 2, 0, dist::class_shard(C, 0, 2)));
+  for (double bad : {0.0, -0.5, 1.5}) EXPECT_THROW(dist::sample_classes(labels, shard, bad, 1), ArgumentError) << bad;
+}
+
+// Over many draws every negative class comes up equally often (uniform sampling without
+// replacement): counts within 5 standard deviations of their expectation.
+TEST(PartialFc, NegativesAreDrawnUniformly) {
+  const int64_t C = 200, draws = 3000;
+  const dist::ClassShard shard{0, C};
+  Tensor labels = torch::tensor({3, 7, 7, 150}, torch::kLong);
+  std::vector<int64_t> counts(C, 0);
+  for (int64_t k = 0; k < draws; ++k) {
+    for (int64_t c : as_vector(dist::sample_classes(labels, shard, 0.25, dist::sample_seed(9, k, 0, shard)).classes))
+      ++counts[size_t(c)];
+  }
+  const double p = double(50 - 3) / double(C - 3), mean = p * double(draws);
+  const double sigma = std::sqrt(double(draws) * p * (1 - p));
+  for (int64_t c = 0; c < C; ++c) {
+    if (c == 3 || c == 7 || c == 150) {
+      EXPECT_EQ(counts[size_t(c)], draws) << "positive " << c;
+    } else {
+      EXPECT_NEAR(double(counts[size_t(c)]), mean, 5 * sigma) << "class " << c;
+    }
+  }
+}
+
+class PartialFcHeads : public ::testing::TestWithParam<std::string> {};
+
+// One head on all classes against its twin on a sample of them: the sampled logits are the full
+// logits' columns, and with the loss over those columns the gradients (x, every class row, zero
+// for rows left out) and the buffers agree, over three calls.
+TEST_P(PartialFcHeads, SampledLogitsAreTheColumnsOfTheFullOnes) {
+  const std::string yaml = GetParam();
+  const int64_t B = 12, D = 8, C = 10;
+  auto in = make_inputs(B, D, C, 5, torch::kDouble);
+  torch::manual_seed(1);
+  auto full = heads::make_head(YAML::Load(yaml), D, C);
+  torch::manual_seed(1);
+  auto part = heads::make_head(YAML::Load(yaml), D, C);
+  full->to(torch::kDouble);
+  part->to(torch::kDouble);
+  for (int call = 0; call < 3; ++call) {
+    auto s = dist::sample_classes(in.y, {0, C}, 0.7, dist::sample_seed(1, call, 0, {0, C}));
+    ASSERT_LT(s.classes.size(0), C);
+    const std::string where = yaml + ", call " + std::to_string(call);
+    Tensor x1 = in.x.clone().requires_grad_(true), x2 = in.x.clone().requires_grad_(true);
+    full->zero_grad();
+    part->zero_grad();
+    Tensor columns = full->forward(x1, in.y).index_select(1, s.classes);
+    Tensor sampled = part->forward(x2, in.y, s.classes);
+    ASSERT_EQ(sampled.sizes(), columns.sizes()) << where;
+    EXPECT_TRUE(close(sampled, columns, 1e-13, where + " logits"));
+    torch::nn::functional::cross_entropy(columns, s.targets).backward();
+    torch::nn::functional::cross_entropy(sampled, s.targets).backward();
+    EXPECT_TRUE(close(x2.grad(), x1.grad(), 1e-12, where + " d/dx"));
+    for (const auto& p : full->named_parameters()) {
+      Tensor g = part->named_parameters()[p.key()].grad();
+      ASSERT_TRUE(g.defined()) << where << " " << p.key();
+      EXPECT_TRUE(close(g, p.value().grad(), 1e-12, where + " d/d" + p.key()));
+      auto left_out = torch::ones({C}, torch::kBool).index_fill_(0, s.classes, false);
+      EXPECT_EQ(g.index({left_out}).abs().max().item<double>(), 0.0) << where << " rows left out";
+    }
+    for (const auto& [name, value] : buffers_of(*full))
+      EXPECT_TRUE(close(part->named_buffers()[name], value, 1e-13, where + " buffer " + name));
+  }
+}
+
+TEST(PartialFcHeadsInput, ClassesThatMissATargetOrAreUnsortedAreRefused) {
+  auto head = heads::make_head(YAML::Load("{type: arcface}"), 4, 10);
+  Tensor x = torch::randn({3, 4}), y = torch::tensor({1, 5, 8}, torch::kLong);
+  try {
+    head->forward(x, y, torch::tensor({1, 5}, torch::kLong));
+    ADD_FAILURE() << "a missing target was accepted";
+  } catch (const ArgumentError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("labels[2] = 8"), std::string::npos) << message;
+    EXPECT_NE(message.find("every positive"), std::string::npos) << message;
+  }
+  EXPECT_THROW(head->forward(x, y, torch::tensor({5, 1, 8}, torch::kLong)), ArgumentError);
+  EXPECT_THROW(head->forward(x, y, torch::tensor({1, 5, 5, 8}, torch::kLong)), ArgumentError);
+  EXPECT_THROW(head->forward(x, y, torch::tensor({1, 5, 8, 10}, torch::kLong)), ArgumentError);
+  EXPECT_THROW(head->forward(x, y, torch::tensor({1.0, 5.0, 8.0})), ArgumentError);
+  EXPECT_EQ(head->forward(x, y, torch::tensor({0, 1, 5, 8}, torch::kLong)).sizes(), (std::vector<int64_t>{3, 4}));
+}
+
+// Every head split over 2 ranks, each computing its own sample of its classes, with the
+// distributed cross-entropy over the sampled columns, against one process computing the union
+// of the samples: loss, each rank's input gradient, each shard's class-row gradients, buffers.
+TEST_P(PartialFcHeads, ShardedAndSampledEqualsOneProcessOnTheUnionOfTheSamples) {
+  const std::string yaml = GetParam();
+  const int64_t B = 12, D = 8, C = 10, W = 2, b = B / W;
+  auto in = make_inputs(B, D, C, 6, torch::kDouble);
+  torch::manual_seed(1);
+  auto whole = heads::make_head(YAML::Load(yaml), D, C);
+  whole->to(torch::kDouble);
+  std::vector<dist::ClassSample> samples;
+  std::vector<Tensor> union_parts;
+  for (int64_t r = 0; r < W; ++r) {
+    auto shard = dist::class_shard(C, r, W);
+    samples.push_back(dist::sample_classes(in.y, shard, 0.6, dist::sample_seed(2, 0, 0, shard)));
+    union_parts.push_back(samples.back().classes + shard.begin);
+  }
+  Tensor all = torch::cat(union_parts);
+  ASSERT_LT(all.size(0), C);
+  Tensor x = in.x.clone().requires_grad_(true);
+  Tensor col = torch::searchsorted(all, in.y);
+  Tensor expect = torch::nn::functional::cross_entropy(whole->forward(x, in.y).index_select(1, all), col);
+  expect.backward();
+  run_ranks(W, [&](Group& g) {
+    auto shard = dist::class_shard(C, g.rank(), g.size());
+    auto head = shard_head(yaml, D, C, g);
+    const auto& s = samples[size_t(g.rank())];
+    Tensor xr = in.x.narrow(0, g.rank() * b, b).clone().requires_grad_(true);
+    Tensor xs = dist::all_gather_rows(xr, g);
+    Tensor ys = g.all_gather(in.y.narrow(0, g.rank() * b, b).clone());
+    Tensor loss = dist::cross_entropy_at(head->forward(xs, ys, s.classes), s.targets, g);
+    loss.backward();
+    const std::string where = yaml + ", rank " + std::to_string(g.rank());
+    EXPECT_NEAR(loss.item<double>(), expect.item<double>(), 1e-12) << where;
+    EXPECT_TRUE(close(xr.grad(), x.grad().narrow(0, g.rank() * b, b), 1e-11, where + " d/dx"));
+    for (const auto& p : whole->named_parameters())
+      EXPECT_TRUE(close(head->named_parameters()[p.key()].grad(), p.value().grad().slice(0, shard.begin, shard.end),
+                        1e-11, where + " d/d" + p.key()));
+    for (const auto& [name, value] : buffers_of(*whole))
+      EXPECT_TRUE(close(head->named_buffers()[name], value, 1e-12, where + " buffer " + name));
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(AllHeads, PartialFcHeads, ::testing::ValuesIn(every_head_variant()),
+                         [](const auto& info) { return "case" + std::to_string(info.index); });
+
+TEST(PartialFc, CrossEntropyAtRefusesColumnsBeyondTheLogits) {
+  auto g = Group::single();
+  Tensor logits = torch::randn({2, 3});
+  EXPECT_THROW(dist::cross_entropy_at(logits, torch::tensor({0, 3}, torch::kLong), *g), ArgumentError);
+  EXPECT_THROW(dist::cross_entropy_at(logits, torch::tensor({0}, torch::kLong), *g), ArgumentError);
+  Tensor loss = dist::cross_entropy_at(logits, torch::tensor({0, 2}, torch::kLong), *g);
+  EXPECT_NEAR(loss.item<double>(),
+              torch::nn::functional::cross_entropy(logits, torch::tensor({0, 2}, torch::kLong)).item<double>(), 1e-6);
+}
+
+// The memory plan counts the sampled share of the logits, and the sampled centres' copies.
+TEST(PartialFc, MemoryPlanCountsTheSample) {
+  dist::MemoryPlanInput in;
+  in.num_classes = 1000000;
+  in.embedding_size = 512;
+  in.world_size = 8;
+  in.global_batch = 1024;
+  auto full = dist::plan_memory(in);
+  in.sample_rate = 0.1;
+  auto part = dist::plan_memory(in);
+  EXPECT_EQ(full.local_classes, 125000);
+  EXPECT_EQ(full.logits, int64_t(5) * 1024 * 125000 * 4);
+  EXPECT_EQ(full.sampled, 0);
+  EXPECT_EQ(part.centres, full.centres);
+  EXPECT_EQ(part.logits, int64_t(5) * 1024 * 12500 * 4);
+  EXPECT_EQ(part.sampled, int64_t(3) * 12500 * 512 * 4);
+  EXPECT_NE(part.describe().find("sampled centres"), std::string::npos) << part.describe();
+}
+
+// --- gradient compression -----------------------------------------------------------------------
+
+// With fp16 buckets, each rank's gradient is rounded to float16, summed, and widened back: exactly
+// (g0.half() + g1.half()).float(), which differs from the float32 sum. (bf16 is NCCL's alone:
+// Gloo refuses it, with a message.)
+TEST(DistGradientSync, CompressedBucketsAreRoundedBeforeTheSum) {
+  torch::manual_seed(8);
+  Tensor g0 = 1 + torch::rand({300}) * 1e-2, g1 = 2 + torch::rand({300}) * 1e-2;
+  for (auto wire : {torch::kHalf}) {
+    run_ranks(2, [&](Group& g) {
+      Tensor p = torch::zeros({300}, torch::requires_grad());
+      Tensor q = torch::zeros({2, 5}, torch::requires_grad());  // a second bucket (tiny buckets)
+      dist::GradientSync sync({p, q}, std::shared_ptr<Group>(&g, [](Group*) {}), 1e-5, wire);
+      EXPECT_EQ(sync.num_buckets(), 2);
+      sync.arm(true);
+      ((p * (g.rank() == 0 ? g0 : g1)).sum() + q.sum()).backward();
+      sync.finish();
+      Tensor expect = (g0.to(wire) + g1.to(wire)).to(torch::kFloat);
+      EXPECT_TRUE(torch::equal(p.grad(), expect)) << c10::toString(wire);
+      EXPECT_FALSE(torch::equal(p.grad(), g0 + g1)) << "not rounded";
+      EXPECT_TRUE(torch::equal(q.grad(), torch::full({2, 5}, 2.0f)));
+      EXPECT_EQ(p.grad().scalar_type(), torch::kFloat);
+    });
+  }
+  EXPECT_THROW(dist::GradientSync({torch::zeros({1}, torch::requires_grad())}, Group::single(), 1, torch::kDouble),
+               ArgumentError);
+  run_ranks(2, [&](Group& g) {
+    try {
+      dist::GradientSync sync({torch::zeros({1}, torch::requires_grad())}, std::shared_ptr<Group>(&g, [](Group*) {}),
+                              1, torch::kBFloat16);
+      ADD_FAILURE() << "bf16 on Gloo was accepted";
+    } catch (const ArgumentError& e) {
+      EXPECT_NE(std::string(e.what()).find("needs NCCL"), std::string::npos) << e.what();
+    }
+  });
+}
 
 }  // namespace
 }  // namespace facetrain::testing

@@ -83,6 +83,24 @@ TEST(Recipe, MissingOrAbsentDataPathIsAnErrorAtItsLine) {
   EXPECT_NE(absent.find("r.yaml:4:9: data.path: '/no/such/faces' does not exist"), std::string::npos) << absent;
 }
 
+TEST(Recipe, PartialFcRateAndGradientCompression) {
+  auto doc = config::Document::from_string(kTinyRecipe, "r.yaml");
+  EXPECT_EQ(read_recipe(doc, "out").sample_rate, 1.0);
+  EXPECT_EQ(read_recipe(doc, "out").dist.grad_compression, GradCompression::kNone);
+  doc.set("head.sample_rate=0.1");
+  doc.set("dist.grad_compression=bf16");
+  auto r = read_recipe(doc, "out");
+  EXPECT_EQ(r.sample_rate, 0.1);
+  EXPECT_EQ(r.dist.grad_compression, GradCompression::kBf16);
+  EXPECT_NE(r.dist.describe().find("grad_compression=bf16"), std::string::npos);
+  doc.set("head.sample_rate=1.5");
+  doc.set("dist.grad_compression=int8");
+  auto message = error_message<ConfigError>([&] { read_recipe(doc, "out"); });
+  EXPECT_NE(message.find("head.sample_rate: must be in (0, 1]"), std::string::npos) << message;
+  EXPECT_NE(message.find("--set head.sample_rate=1.5"), std::string::npos) << message;
+  EXPECT_NE(message.find("none, fp16, bf16"), std::string::npos) << message;
+}
+
 TEST(Recipe, BatchSizeBelongsToTrain) {
   auto message = error_message<ConfigError>(
       [&] { recipe_from("model: {type: mbf}\nhead: {type: arcface}\ndata: {type: synthetic, batch_size: 8}\n"); });
@@ -295,6 +313,85 @@ INSTANTIATE_TEST_SUITE_P(Train, OptimizerVsPyTorch,
                          ::testing::Values(OptimizerCase{"sgd", sgd(false)}, OptimizerCase{"nesterov", sgd(true)},
                                            OptimizerCase{"adamw", adamw()}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Partial FC's optimizer: a parameter updated in some rows only (set_rows before each step).
+// Every row selected is the dense update bit for bit; a subset is, in those rows, the dense update
+// of a parameter made of those rows alone, and leaves the other rows and their slots untouched.
+TEST(Optimizer, SetRowsUpdatesThoseRowsAloneAndLeavesTheOthersUntouched) {
+  constexpr int kSteps = 4;
+  auto grads = make_grads(kSteps);
+  for (const auto& options : {sgd(false), sgd(true), adamw()}) {
+    const std::string what = options.type == OptimizerType::kSgd ? (options.nesterov ? "nesterov" : "sgd") : "adamw";
+    std::vector<torch::Tensor> dense_p, all_p, some_p;
+    Optimizer dense(options, make_groups(dense_p)), all(options, make_groups(all_p)), some(options, make_groups(some_p));
+    const torch::Tensor initial = some_p[0].detach().clone();
+    const torch::Tensor rows = torch::tensor({1, 3}, torch::kLong), others = torch::tensor({0, 2}, torch::kLong);
+    // A parameter of rows 1 and 3 alone, in group "a" (the same lr and weight decay).
+    torch::Tensor alone = initial.index_select(0, rows).clone().set_requires_grad(true);
+    Optimizer single(options, {{"a", {{"p0", alone}}, 0.1, 5e-4}});
+    for (int k = 0; k < kSteps; ++k) {
+      for (auto* o : {&dense, &all, &some, &single}) o->set_lr_factor(1.0 - 0.1 * k);
+      for (size_t i = 0; i < 3; ++i) {
+        dense_p[i].mutable_grad() = grads[size_t(k)][i].clone();
+        all_p[i].mutable_grad() = grads[size_t(k)][i].clone();
+        some_p[i].mutable_grad() = grads[size_t(k)][i].clone();
+      }
+      alone.mutable_grad() = grads[size_t(k)][0].index_select(0, rows);
+      all.set_rows("p0", torch::arange(4));
+      some.set_rows("p0", torch::tensor({0}, torch::kLong));
+      some.set_rows("p0", rows);  // the latest call wins
+      for (auto* o : {&dense, &all, &some, &single}) {
+        o->step();
+        o->zero_grad();
+      }
+      for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(all_p[i], dense_p[i])) << what << " all rows, p" << i;
+      EXPECT_TRUE(torch::equal(some_p[0].index_select(0, rows), alone)) << what << " step " << k;
+      EXPECT_TRUE(torch::equal(some_p[0].index_select(0, others), initial.index_select(0, others))) << what;
+      EXPECT_TRUE(torch::equal(some_p[1], dense_p[1])) << what << " the other parameters: dense";
+    }
+    // The state: all rows = dense; the subset's slots are zero outside its rows, the lone
+    // parameter's inside them.
+    auto d = dense.state_dict(), a = all.state_dict(), s = some.state_dict(), one = single.state_dict();
+    ASSERT_EQ(a.size(), d.size());
+    for (size_t i = 0; i < d.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, d[i].second)) << what << d[i].first;
+    for (const auto& [name, t] : s) {
+      if (name.rfind("p0.", 0) != 0) continue;
+      if (name == "p0.step") {
+        EXPECT_EQ(t.item<int64_t>(), kSteps) << what;
+        continue;
+      }
+      EXPECT_EQ(t.index_select(0, others).abs().max().item<double>(), 0.0) << what << " " << name;
+      bool found = false;
+      for (const auto& [n1, t1] : one) {
+        if (n1 != name) continue;
+        found = true;
+        EXPECT_TRUE(torch::equal(t.index_select(0, rows), t1)) << what << " " << name;
+      }
+      EXPECT_TRUE(found) << name;
+    }
+    EXPECT_THROW(some.set_rows("nope", rows), ArgumentError);
+  }
+}
+
+// Rows that change from step to step: a row left out keeps its value and momentum.
+TEST(Optimizer, SetRowsFreezesARowWhileItIsLeftOut) {
+  std::vector<torch::Tensor> p;
+  Optimizer opt(sgd(false), make_groups(p));
+  auto grads = make_grads(2);
+  for (size_t i = 0; i < 3; ++i) p[i].mutable_grad() = grads[0][i].clone();
+  opt.set_rows("p0", torch::tensor({0, 1}, torch::kLong));
+  opt.step();
+  const torch::Tensor row0 = p[0][0].detach().clone();
+  const torch::Tensor mom0 = opt.state_dict()[0].second[0].clone();
+  EXPECT_EQ(opt.state_dict()[0].first, "p0.momentum_buffer");
+  EXPECT_GT(mom0.abs().max().item<double>(), 0.0);
+  for (size_t i = 0; i < 3; ++i) p[i].mutable_grad() = grads[1][i].clone();
+  opt.set_rows("p0", torch::tensor({1, 2}, torch::kLong));
+  opt.step();
+  EXPECT_TRUE(torch::equal(p[0][0], row0));
+  EXPECT_TRUE(torch::equal(opt.state_dict()[0].second[0], mom0));
+  EXPECT_FALSE(torch::equal(opt.state_dict()[0].second[2], torch::zeros({3})));
+}
 
 TEST(Optimizer, StateRoundTripContinuesExactly) {
   for (const auto& options : {sgd(false), adamw()}) {

@@ -18,6 +18,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "facetrain/backbones/layers.h"
@@ -32,9 +33,13 @@ void broadcast_module(torch::nn::Module& module, Group& group);
 /// Parameters are put into buckets of about `bucket_mb` megabytes in reverse order (the order
 /// backward produces them); a bucket's all-reduce starts, in bucket order on every rank, as soon
 /// as its last gradient has been accumulated. Parameters that got no gradient count as zeros.
+/// With `wire` set (kHalf or kBFloat16), each bucket is rounded to that dtype before the sum and
+/// the sum widened back (gradient compression: half the bytes on the network). Throws
+/// ArgumentError for another dtype, and for kBFloat16 on Gloo (which cannot sum it).
 class GradientSync {
  public:
-  GradientSync(std::vector<torch::Tensor> params, std::shared_ptr<Group> group, double bucket_mb);
+  GradientSync(std::vector<torch::Tensor> params, std::shared_ptr<Group> group, double bucket_mb,
+               std::optional<torch::Dtype> wire = std::nullopt);
   ~GradientSync();
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;

@@ -53,6 +53,12 @@ torch::Tensor all_gather_rows(const torch::Tensor& local, Group& group);
 torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels, int64_t class_begin,
                             Group& group);
 
+/// The same, with each row's target given as a column of this rank's `logits`: `targets` [B]
+/// int64, the column of the row's class, or -1 when the class is on another rank (or, with
+/// Partial FC, the column of the row's class among this rank's sampled classes). Exactly one rank
+/// must hold each row's target.
+torch::Tensor cross_entropy_at(const torch::Tensor& logits, const torch::Tensor& targets, Group& group);
+
 /// What the class centres cost each rank, printed at the start of a run (`memory:`).
 struct MemoryPlanInput {
   int64_t num_classes = 0;
@@ -66,10 +72,14 @@ struct MemoryPlanInput {
 struct MemoryPlan {
   int64_t local_classes = 0;                          ///< centres on the largest shard
   int64_t centres = 0, gradients = 0, optimizer = 0;  ///< bytes
-  /// Bytes of the [B_global, C_r * sample_rate] matrices alive at once in the step: cosines,
-  /// logits, the softmax kept for backward and its gradient (4 of them, float32).
+  /// Bytes of the [B_global, C_r * sample_rate] matrices alive at once at the step's peak: the
+  /// cosines before and after their clamp, the logits, the softmax kept for backward and its
+  /// gradient (5 of them, float32; `facetrain bench head` measured 4.3 to 4.4 live).
   int64_t logits = 0;
-  int64_t total() const { return centres + gradients + optimizer + logits; }
+  /// Partial FC (sample_rate < 1): the sampled centres gathered, normalised, and their gradient
+  /// (3 x [C_r * sample_rate, D] float32); 0 without sampling.
+  int64_t sampled = 0;
+  int64_t total() const { return centres + gradients + optimizer + logits + sampled; }
   /// "1 000 000 classes / 8 ranks = 125 000 per rank: centres 256 MiB, gradients 256 MiB, ..."
   std::string describe() const;
 };

@@ -91,6 +91,14 @@ class MarginHeadImpl : public torch::nn::Module {
   /// hands it to the head's margin rule. Nothing larger than [B, C_local] is materialised.
   torch::Tensor forward(const torch::Tensor& embeddings, const torch::Tensor& labels);
 
+  /// Partial FC: the logits [B, n] of the classes `classes` only, a sorted int64 tensor [n] of
+  /// distinct local class indices (in [0, C_local)) that holds every target of this shard; column
+  /// k is class `classes[k]`. The values are the columns `classes` of forward(embeddings, labels)
+  /// (every head's rule is per column given the row's target), the centres outside `classes` get
+  /// no gradient (zero rows), and buffers change as in forward. Throws ArgumentError when a
+  /// target of this shard is not in `classes`, or `classes` is not sorted, distinct and in range.
+  torch::Tensor forward(const torch::Tensor& embeddings, const torch::Tensor& labels, const torch::Tensor& classes);
+
   /// The registered type name ("arcface", ...).
   const std::string& type() const { return type_; }
   const HeadGeometry& geometry() const { return geometry_; }
@@ -114,8 +122,12 @@ class MarginHeadImpl : public torch::nn::Module {
   MarginHeadImpl(std::string type, const HeadGeometry& geometry);
 
   /// Similarity matrix [B, C_local] that `apply_margin` receives. Default: the clamped cosines
-  /// c = clamp(x̂ Ŵᵀ, -1, 1). `norms` [B] are ‖x‖ (with gradient).
+  /// c = clamp(x̂ Ŵᵀ, -1, 1) over the rows classes_of(weight). `norms` [B] are ‖x‖ (with gradient).
   virtual torch::Tensor similarity(const torch::Tensor& x, const torch::Tensor& norms);
+
+  /// The rows of a per-class tensor (`weight`, `bias`) that this forward computes: all of them,
+  /// or the sampled ones (Partial FC: `per_class.index_select(0, classes)`, with gradient).
+  torch::Tensor classes_of(const torch::Tensor& per_class) const;
 
   /// The head's margin rule: logits [B, C_local] from the cosines `cos`, the embedding norms
   /// `norms` [B] (with gradient; detach them where the reference does) and the targets.
@@ -157,6 +169,11 @@ class MarginHeadImpl : public torch::nn::Module {
   HeadGeometry geometry_;
   std::shared_ptr<const StatisticsReducer> reducer_;
   bool reducer_installed_ = false;  // a shard without one cannot know other shards' targets
+  torch::Tensor classes_;           // during a Partial FC forward: the sampled local classes
+
+  // Both forwards: `classes` undefined means every class of the shard.
+  torch::Tensor forward_over(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                             const torch::Tensor& classes);
 };
 
 /// Rows [class_begin, end) of a [num_classes, D] matrix filled block by block: rows

@@ -56,6 +56,15 @@ class Optimizer {
   /// One update of every parameter that has a gradient.
   void step();
 
+  /// For the next step() only: parameter `name` (a tensor of rows, such as the class centres) is
+  /// updated in the rows `rows` alone (int64 [n], distinct); its other rows and their slots are
+  /// left exactly as they are: no weight decay, no momentum, no AdamW moment decay (Partial FC's
+  /// unsampled centres). Momentum buffers are then kept for every row (zeros for rows that never
+  /// stepped, which makes a row's first update the same as PyTorch's first step); AdamW counts
+  /// steps per parameter, as torch.optim.SparseAdam does. With every row in `rows` the update
+  /// equals the dense one bit for bit. Throws ArgumentError for an unknown name.
+  void set_rows(const std::string& name, torch::Tensor rows);
+
   /// The state, named "<param>.<slot>" (CPU copies not needed: the tensors are the optimizer's).
   io::StateDict state_dict() const;
   /// Restores state_dict() output. Throws DataError naming `source` for an unknown parameter or
@@ -73,6 +82,9 @@ class Optimizer {
   std::vector<ParamGroup> groups_;
   std::vector<double> lrs_;
   std::vector<std::vector<Slots>> slots_;  // [group][param]
+  std::vector<std::pair<std::string, torch::Tensor>> rows_;  // set_rows for the next step
+
+  void update(torch::Tensor p, const torch::Tensor& grad, Slots& s, double lr, double wd);
 };
 
 }  // namespace facetrain::train

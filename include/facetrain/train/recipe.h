@@ -134,6 +134,8 @@ struct LogOptions {
   std::string describe() const;
 };
 
+enum class GradCompression { kNone, kFp16, kBf16 };
+
 /// `dist:` how processes train together (docs/distributed.md). The world itself (ranks, master
 /// address) comes from the environment, not the recipe: the same recipe runs on any world size.
 struct DistOptions {
@@ -143,6 +145,10 @@ struct DistOptions {
   /// The backbone's gradients are summed over ranks in buckets of about this size, each started
   /// as soon as backward has produced it.
   double bucket_mb = 25;
+  /// The dtype the backbone's gradient buckets travel in: none (their own, float32), fp16 or
+  /// bf16 (half the bytes; each rank's gradient is rounded before the sum, as PyTorch's
+  /// fp16_compress_hook / bf16_compress_hook do, then the sum is widened back). bf16 needs NCCL.
+  GradCompression grad_compression = GradCompression::kNone;
 
   void read(config::Section& section);
   config::OptionProblems problems() const;
@@ -155,6 +161,9 @@ struct Recipe {
   std::string yaml;    ///< the resolved document (overrides applied), as saved in checkpoints
   backbones::BackboneSpec model;
   heads::HeadSpec head;
+  /// `head.sample_rate` (any head): Partial FC, the share of each rank's classes in a step's
+  /// logits, every positive kept (dist/partial_fc.h); 1 computes every class.
+  double sample_rate = 1.0;
   data::DataConfig data;  ///< data.loader.batch_size and seed are set from `train`
   /// `data.synthesize`: write a synthetic dataset (data/synthetic.h) at data.path when it has no
   /// train.rec yet, with its validation pairs as data.path/synth_val.bin.
