@@ -4,7 +4,8 @@
 # `facetrain bench head`, each configuration in its own process (its own peak), in one run.
 #   bench/head_memory.sh   env: BUILD_DIR (build), WORLD (ranks the classes are split over, 8),
 #                          BATCH (per rank, 128), DIM (512), HEAD ({type: arcface}), STEPS (2),
-#                          CLASSES ("1000000 2000000"), RATES ("1 0.1")
+#                          CLASSES ("1000000 2000000"), RATES ("1 0.1"), CHUNKS (head.chunk_size
+#                          values, "0": the plain cross-entropy), OPTIMIZER (sgd | adamw | none)
 # Prints a markdown table: measured peak, the trainer's estimate, and time per step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +19,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for classes in ${CLASSES:-1000000 2000000}; do
   for rate in ${RATES:-1 0.1}; do
-    "$build/tools/facetrain" bench head --head "$head" --classes "$classes" --world "$world" --batch "$batch" \
-      --dim "$dim" --sample-rate "$rate" --steps "$steps" --json "$tmp/results.jsonl" >&2
+    for chunk in ${CHUNKS:-0}; do
+      "$build/tools/facetrain" bench head --head "$head" --classes "$classes" --world "$world" --batch "$batch" \
+        --dim "$dim" --sample-rate "$rate" --chunk "$chunk" --optimizer "${OPTIMIZER:-sgd}" --steps "$steps" \
+        --json "$tmp/results.jsonl" >&2
+    done
   done
 done
 /usr/bin/python3 - "$tmp/results.jsonl" <<'PY'
@@ -27,11 +31,12 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 gib = lambda b: "%.2f GiB" % (b / 2**30) if b >= 2**30 else "%.0f MiB" % (b / 2**20)
 r0 = rows[0]
-print("head %s, D %d, %d ranks, batch %d per rank (%d rows), sgd momentum, %d steps"
-      % (r0["head"], r0["embedding_size"], r0["world_size"], r0["batch_size"], r0["rows"], r0["steps"]))
-print("| classes | per rank | sample_rate | classes a step | peak (measured) | estimate | s / step |")
-print("|---:|---:|---:|---:|---:|---:|---:|")
+print("head %s, D %d, %d ranks, batch %d per rank (%d rows), optimizer %s, %d steps"
+      % (r0["head"], r0["embedding_size"], r0["world_size"], r0["batch_size"], r0["rows"], r0["optimizer"], r0["steps"]))
+print("| classes | per rank | sample_rate | chunk | classes a step | peak (measured) | estimate | s / step |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
-    print("| %d | %d | %g | %d | %s | %s | %.2f |" % (r["num_classes"], r["local_classes"], r["sample_rate"],
-          r["sampled_classes"], gib(r["peak_bytes"]), gib(r["estimate_bytes"]), r["seconds_per_step"]))
+    print("| %d | %d | %g | %s | %d | %s | %s | %.2f |" % (r["num_classes"], r["local_classes"], r["sample_rate"],
+          r["chunk"] or "plain", r["sampled_classes"], gib(r["peak_bytes"]), gib(r["estimate_bytes"]),
+          r["seconds_per_step"]))
 PY

@@ -3,6 +3,15 @@
 # (pass -DCMAKE_PREFIX_PATH=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')).
 
 find_package(Torch REQUIRED)
+# A LibTorch with CUDA (PyTorch's, on a GPU machine) defines the target torch_cuda; Debian's
+# has none. With it, the facetrain_cuda target is built (src/CMakeLists.txt).
+option(FACETRAIN_CUDA "Build the CUDA-only code when LibTorch has CUDA" ON)
+if(FACETRAIN_CUDA AND TARGET torch_cuda)
+  set(FACETRAIN_WITH_CUDA ON)
+else()
+  set(FACETRAIN_WITH_CUDA OFF)
+endif()
+message(STATUS "facetrain: LibTorch ${Torch_VERSION}, CUDA code ${FACETRAIN_WITH_CUDA}")
 find_package(yaml-cpp REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)

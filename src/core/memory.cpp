@@ -4,6 +4,10 @@
 #include <fstream>
 #include <string>
 
+#if FACETRAIN_WITH_CUDA
+#include "facetrain/cuda/memory.h"
+#endif
+
 namespace facetrain {
 
 namespace {
@@ -27,6 +31,18 @@ bool reset_peak_resident() {
   out.flush();
   return static_cast<bool>(out);
 }
+
+#if FACETRAIN_WITH_CUDA
+int64_t device_allocated_bytes(int index) { return cuda::allocated_bytes(index); }
+int64_t device_peak_bytes(int index) { return cuda::peak_allocated_bytes(index); }
+void reset_device_peak(int index) { cuda::reset_peak_allocated(index); }
+bool device_memory_readable() { return true; }
+#else
+int64_t device_allocated_bytes(int) { return -1; }
+int64_t device_peak_bytes(int) { return -1; }
+void reset_device_peak(int) {}
+bool device_memory_readable() { return false; }
+#endif
 
 std::string format_bytes(int64_t bytes) {
   char buf[32];

@@ -122,23 +122,35 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.gradients = p.centres;
   p.optimizer = p.centres * in.optimizer_slots;
   const int64_t sampled = in.sample_rate < 1 ? sampled_classes(p.local_classes, in.sample_rate) : p.local_classes;
-  p.logits = 5 * in.global_batch * sampled * 4;
-  if (in.sample_rate < 1) p.sampled = 3 * sampled * in.embedding_size * 4;
+  const int64_t block = in.chunk > 0 ? std::min(in.chunk, sampled) : sampled;
+  p.logits = 5 * in.global_batch * block * 4;
+  p.work = (in.sample_rate < 1 || in.chunk > 0 ? 3 : 2) * block * in.embedding_size * 4 +
+           (in.optimizer_step ? p.centres : 0);
   return p;
 }
 
 std::string MemoryPlan::describe() const {
   return std::to_string(local_classes) + " classes per rank: centres " + format_bytes(centres) + ", gradients " +
          format_bytes(gradients) + ", optimizer " + format_bytes(optimizer) + ", logits and softmax " + format_bytes(logits) +
-         (sampled > 0 ? ", sampled centres " + format_bytes(sampled) : std::string()) + "; " +
+         ", centre copies and optimizer temporaries " + format_bytes(work) + "; " +
          format_bytes(total()) + " per rank for the head, besides the backbone";
 }
 
-torch::Tensor ShardReducer::sum(const torch::Tensor& local, heads::ReduceScope scope) const {
-  if (scope == heads::ReduceScope::kBatchRows || group_->size() == 1) return local;
+namespace {
+torch::Tensor reduce_shards(const torch::Tensor& local, heads::ReduceScope scope, Group& group, ReduceOp op) {
+  if (scope == heads::ReduceScope::kBatchRows || group.size() == 1) return local;
   torch::Tensor out = local.clone(at::MemoryFormat::Contiguous);
-  group_->all_reduce(out, ReduceOp::kSum);
+  group.all_reduce(out, op);
   return out;
+}
+}  // namespace
+
+torch::Tensor ShardReducer::sum(const torch::Tensor& local, heads::ReduceScope scope) const {
+  return reduce_shards(local, scope, *group_, ReduceOp::kSum);
+}
+
+torch::Tensor ShardReducer::max(const torch::Tensor& local, heads::ReduceScope scope) const {
+  return reduce_shards(local, scope, *group_, ReduceOp::kMax);
 }
 
 }  // namespace facetrain::dist

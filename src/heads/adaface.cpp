@@ -35,26 +35,29 @@ AdaFaceImpl::AdaFaceImpl(const AdaFaceOptions& options, const HeadGeometry& geom
   batch_std = register_buffer("batch_std", torch::full({1}, 100.0));
 }
 
-torch::Tensor AdaFaceImpl::apply_margin(const torch::Tensor& cos_in, const torch::Tensor& norms,
-                                        const Targets& targets) {
+RowState AdaFaceImpl::prepare_rows(const torch::Tensor& norms, const torch::Tensor&) {
+  const auto& o = options_;
+  torch::NoGradGuard no_grad;
+  auto safe_norms = norms.detach().clamp(0.001, 100);
+  auto stats = batch_moments(safe_norms);
+  auto a = o.t_alpha;
+  auto mean = batch_mean.to(torch::kDouble), std = batch_std.to(torch::kDouble);
+  batch_mean.copy_(torch::where(stats.count > 0, stats.mean * a + mean * (1 - a), mean));
+  batch_std.copy_(torch::where(stats.count > 1, stats.std * a + std * (1 - a), std));
+  RowState rows;
+  rows.per_row = ((safe_norms - batch_mean) / (batch_std + kEps) * o.h).clamp(-1, 1);  // the margin scaler
+  return rows;
+}
+
+torch::Tensor AdaFaceImpl::apply_margin(const torch::Tensor& cos_in, const torch::Tensor&, const Targets& targets,
+                                        const RowState& rows) {
   const auto& o = options_;
   auto cos = cos_in.clamp(-1 + kEps, 1 - kEps);
-  torch::Tensor margin_scaler;
-  {
-    torch::NoGradGuard no_grad;
-    auto safe_norms = norms.detach().clamp(0.001, 100);
-    auto stats = batch_moments(safe_norms);
-    auto a = o.t_alpha;
-    auto mean = batch_mean.to(torch::kDouble), std = batch_std.to(torch::kDouble);
-    batch_mean.copy_(torch::where(stats.count > 0, stats.mean * a + mean * (1 - a), mean));
-    batch_std.copy_(torch::where(stats.count > 1, stats.std * a + std * (1 - a), std));
-    margin_scaler = ((safe_norms - batch_mean) / (batch_std + kEps) * o.h).clamp(-1, 1);
-  }
   // Non-targets: cos(clip(acos(c), eps, π − eps)) is c itself, since |c| <= 1 − eps keeps acos(c)
   // inside [0.0447, 3.097]; so they are s·c, without two transcendental passes over [B, C].
   auto logits = cos * o.scale;
   auto gt = gather_targets(cos, targets);
-  auto ms = margin_scaler.index_select(0, targets.rows);
+  auto ms = rows.per_row.index_select(0, targets.rows);
   auto theta = (gt.acos() - o.margin * ms).clamp(kEps, M_PI - kEps);
   auto target = theta.cos() - (o.margin + o.margin * ms);
   return put_targets(logits, targets, target * o.scale);

@@ -32,7 +32,7 @@ std::string CosFaceOptions::describe() const {
 CosFaceImpl::CosFaceImpl(const CosFaceOptions& options, const HeadGeometry& geometry)
     : NormalizedHeadImpl(kType, options, geometry) {}
 
-torch::Tensor CosFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+torch::Tensor CosFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets, const RowState&) {
   auto gt = gather_targets(cos, targets);
   return put_targets(cos * options_.scale, targets, (gt - options_.margin) * options_.scale);
 }
@@ -66,7 +66,7 @@ std::string ArcFaceOptions::describe() const {
 ArcFaceImpl::ArcFaceImpl(const ArcFaceOptions& options, const HeadGeometry& geometry)
     : NormalizedHeadImpl(kType, options, geometry) {}
 
-torch::Tensor ArcFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+torch::Tensor ArcFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets, const RowState&) {
   const double m = options_.margin;
   auto gt = gather_targets(cos, targets);
   torch::Tensor target;
@@ -108,7 +108,7 @@ std::string CombinedOptions::describe() const {
 CombinedImpl::CombinedImpl(const CombinedOptions& options, const HeadGeometry& geometry)
     : NormalizedHeadImpl(kType, options, geometry) {}
 
-torch::Tensor CombinedImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+torch::Tensor CombinedImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets, const RowState&) {
   const auto& o = options_;
   auto gt = gather_targets(cos, targets);
   auto target = (o.m1 == 1.0 && o.m2 == 0.0) ? gt - o.m3  // MXNet's shortcut: no arccos at all

@@ -21,7 +21,7 @@ std::string CircleLossOptions::describe() const {
 CircleLossImpl::CircleLossImpl(const CircleLossOptions& options, const HeadGeometry& geometry)
     : NormalizedHeadImpl(kType, options, geometry) {}
 
-torch::Tensor CircleLossImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+torch::Tensor CircleLossImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets, const RowState&) {
   const double m = options_.margin, gamma = options_.scale;
   const double o_p = 1 + m, o_n = -m, delta_p = 1 - m, delta_n = m;
   // Others: γ·α_n·(c − Δ_n) with α_n = max(c − O_n, 0) detached.

@@ -42,7 +42,7 @@ std::string MVSoftmaxOptions::describe() const {
 MVSoftmaxImpl::MVSoftmaxImpl(const MVSoftmaxOptions& options, const HeadGeometry& geometry)
     : NormalizedHeadImpl(kType, options, geometry) {}
 
-torch::Tensor MVSoftmaxImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+torch::Tensor MVSoftmaxImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets, const RowState& rows) {
   const auto& o = options_;
   const bool am = o.variant == MVVariant::kAM;
   auto margin_rule = [&](const torch::Tensor& gt) { return am ? gt - o.margin : math::arc(gt, o.margin); };
@@ -51,7 +51,7 @@ torch::Tensor MVSoftmaxImpl::apply_margin(const torch::Tensor& cos, const torch:
   torch::Tensor mask;
   {
     torch::NoGradGuard no_grad;
-    mask = cos > margin_rule(row_target_cosines(cos, targets)).unsqueeze(1);
+    mask = cos > margin_rule(rows.target_cos).unsqueeze(1);
   }
   auto hard = o.reweight == MVReweight::kAdaptive ? cos * (o.t + 1) + o.t : cos + o.t;
   auto logits = torch::where(mask, hard, cos).mul_(o.scale);
@@ -87,20 +87,27 @@ CurricularFaceImpl::CurricularFaceImpl(const CurricularFaceOptions& options, con
   t = register_buffer("t", torch::zeros({1}));
 }
 
-torch::Tensor CurricularFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets) {
+RowState CurricularFaceImpl::prepare_rows(const torch::Tensor&, const torch::Tensor& target_cos) {
+  torch::NoGradGuard no_grad;
+  // t <- momentum * mean(gt) + (1 - momentum) * t, over the global batch, before use.
+  const auto& o = options_;
+  auto stats = batch_moments(target_cos);
+  auto updated = t.to(torch::kDouble) * (1 - o.momentum) + stats.mean * o.momentum;
+  t.copy_(torch::where(stats.count > 0, updated, t.to(torch::kDouble)));
+  RowState rows;
+  rows.target_cos = target_cos;
+  rows.value = t.detach().clone();  // the t of this forward, also when its blocks are made again
+  return rows;
+}
+
+torch::Tensor CurricularFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets& targets, const RowState& rows) {
   const auto& o = options_;
   torch::Tensor mask;
   {
     torch::NoGradGuard no_grad;
-    auto gt_rows = row_target_cosines(cos, targets);
-    mask = cos > math::arc(gt_rows, o.margin).unsqueeze(1);
-    // t <- momentum * mean(gt) + (1 - momentum) * t, over the global batch, before use.
-    auto stats = batch_moments(gt_rows);
-    auto updated = t.to(torch::kDouble) * (1 - o.momentum) + stats.mean * o.momentum;
-    t.copy_(torch::where(stats.count > 0, updated, t.to(torch::kDouble)));
+    mask = cos > math::arc(rows.target_cos, o.margin).unsqueeze(1);
   }
-  auto t_now = t.detach();
-  auto logits = torch::where(mask, cos * (cos + t_now), cos).mul_(o.scale);
+  auto logits = torch::where(mask, cos * (cos + rows.value), cos).mul_(o.scale);
 
   auto gt = gather_targets(cos, targets);
   auto target =

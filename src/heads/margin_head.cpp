@@ -83,13 +83,8 @@ torch::Tensor MarginHeadImpl::forward(const torch::Tensor& embeddings, const tor
   return forward_over(embeddings, labels, classes);
 }
 
-torch::Tensor MarginHeadImpl::classes_of(const torch::Tensor& per_class) const {
-  return classes_.defined() ? per_class.index_select(0, classes_) : per_class;
-}
-
-torch::Tensor MarginHeadImpl::forward_over(const torch::Tensor& embeddings, const torch::Tensor& labels,
-                                           const torch::Tensor& classes) {
-  // ---- input checks: every message names the argument, what was expected and what came
+torch::Tensor MarginHeadImpl::checked_labels(const torch::Tensor& embeddings, const torch::Tensor& labels) const {
+  // Every message names the argument, what was expected and what came.
   if (!embeddings.defined()) throw ArgumentError(type_ + ": embeddings are undefined");
   if (!labels.defined()) throw ArgumentError(type_ + ": labels are undefined");
   if (embeddings.dim() != 2 || embeddings.size(1) != geometry_.embedding_size)
@@ -108,7 +103,7 @@ torch::Tensor MarginHeadImpl::forward_over(const torch::Tensor& embeddings, cons
     throw ArgumentError(type_ + ": embeddings are on " + embeddings.device().str() + " but the head is on " +
                         weight.device().str());
 
-  const torch::Tensor y = labels.to(weight.device(), torch::kLong);
+  torch::Tensor y = labels.to(weight.device(), torch::kLong);
   if (batch > 0) {
     auto bad = (y < 0).logical_or(y >= geometry_.num_classes);
     if (bad.any().item<bool>()) {
@@ -117,57 +112,88 @@ torch::Tensor MarginHeadImpl::forward_over(const torch::Tensor& embeddings, cons
                           " is outside [0, " + std::to_string(geometry_.num_classes) + ")");
     }
   }
+  return y;
+}
 
-  // ---- labels of this shard: local index, -1 for classes that live elsewhere
+torch::Tensor MarginHeadImpl::checked_classes(const torch::Tensor& classes) const {
+  if (!classes.defined()) return classes;
+  if (classes.dim() != 1 || classes.size(0) == 0 || classes.is_floating_point() ||
+      classes.scalar_type() == torch::kBool)
+    throw ArgumentError(type_ + ": the sampled classes must be a non-empty 1-D integer tensor, got " +
+                        shape_of(classes) + " " + std::string(c10::toString(classes.scalar_type())));
+  return classes.to(weight.device(), torch::kLong);
+}
+
+Targets MarginHeadImpl::targets_of(const torch::Tensor& y, const torch::Tensor& classes) const {
+  // Labels of this shard: local index, -1 for classes that live elsewhere.
   Targets targets;
   auto in_shard = (y >= geometry_.class_begin).logical_and(y < geometry_.class_end);
   targets.labels = torch::where(in_shard, y - geometry_.class_begin, torch::full_like(y, -1));
   targets.rows = in_shard.nonzero().view(-1);
   targets.cols = targets.labels.index_select(0, targets.rows);
+  if (!classes.defined()) return targets;
 
-  // ---- Partial FC: the columns are the sampled classes; a target's column is its position there
-  torch::Tensor sampled;
-  if (classes.defined()) {
-    if (classes.dim() != 1 || classes.size(0) == 0 || classes.is_floating_point() ||
-        classes.scalar_type() == torch::kBool)
-      throw ArgumentError(type_ + ": the sampled classes must be a non-empty 1-D integer tensor, got " +
-                          shape_of(classes) + " " + std::string(c10::toString(classes.scalar_type())));
-    sampled = classes.to(weight.device(), torch::kLong);
-    const int64_t n = sampled.size(0);
-    if (sampled.min().item<int64_t>() < 0 || sampled.max().item<int64_t>() >= geometry_.num_local_classes())
-      throw ArgumentError(type_ + ": the sampled classes must lie in [0, " +
-                          std::to_string(geometry_.num_local_classes()) + ") (local indices of this shard)");
-    if (n > 1 && !(sampled.slice(0, 1) > sampled.slice(0, 0, n - 1)).all().item<bool>())
-      throw ArgumentError(type_ + ": the sampled classes must be sorted and distinct");
-    auto at = torch::searchsorted(sampled, targets.cols);
-    auto found = at < n;
-    found = found.logical_and(sampled.index_select(0, at.clamp_max(n - 1)) == targets.cols);
-    if (!found.all().item<bool>()) {
-      const int64_t k = targets.rows[(~found).nonzero()[0][0]].item<int64_t>();
-      throw ArgumentError(type_ + ": labels[" + std::to_string(k) + "] = " + std::to_string(y[k].item<int64_t>()) +
-                          " belongs to this shard but is not among the sampled classes (Partial FC keeps every "
-                          "positive)");
-    }
-    targets.cols = at;
-    targets.labels = targets.labels.index_put({targets.rows}, at);
+  // Partial FC: the columns are the sampled classes; a target's column is its position there.
+  const int64_t n = classes.size(0);
+  if (classes.min().item<int64_t>() < 0 || classes.max().item<int64_t>() >= geometry_.num_local_classes())
+    throw ArgumentError(type_ + ": the sampled classes must lie in [0, " +
+                        std::to_string(geometry_.num_local_classes()) + ") (local indices of this shard)");
+  if (n > 1 && !(classes.slice(0, 1) > classes.slice(0, 0, n - 1)).all().item<bool>())
+    throw ArgumentError(type_ + ": the sampled classes must be sorted and distinct");
+  auto at = torch::searchsorted(classes, targets.cols);
+  auto found = at < n;
+  found = found.logical_and(classes.index_select(0, at.clamp_max(n - 1)) == targets.cols);
+  if (!found.all().item<bool>()) {
+    const int64_t k = targets.rows[(~found).nonzero()[0][0]].item<int64_t>();
+    throw ArgumentError(type_ + ": labels[" + std::to_string(k) + "] = " + std::to_string(y[k].item<int64_t>()) +
+                        " belongs to this shard but is not among the sampled classes (Partial FC keeps every "
+                        "positive)");
   }
-
-  // classes_of() sees the sample for the duration of this forward only.
-  struct Sampled {
-    torch::Tensor& slot;
-    Sampled(torch::Tensor& s, torch::Tensor value) : slot(s) { slot = std::move(value); }
-    ~Sampled() { slot = torch::Tensor(); }
-  } scope(classes_, sampled);
-  const torch::Tensor x = embeddings.to(weight.scalar_type());
-  const torch::Tensor norms = x.norm(2, 1);
-  return apply_margin(similarity(x, norms), norms, targets);
+  targets.cols = at;
+  targets.labels = targets.labels.index_put({targets.rows}, at);
+  return targets;
 }
 
-torch::Tensor MarginHeadImpl::similarity(const torch::Tensor& x, const torch::Tensor& norms) {
+std::vector<torch::Tensor> MarginHeadImpl::rows_of(const torch::Tensor& classes) const {
+  auto rows = class_parameters();
+  if (classes.defined()) {
+    for (auto& r : rows) r = r.index_select(0, classes);
+  }
+  return rows;
+}
+
+torch::Tensor MarginHeadImpl::forward_over(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                                           const torch::Tensor& classes_in) {
+  const torch::Tensor y = checked_labels(embeddings, labels);
+  const torch::Tensor classes = checked_classes(classes_in);
+  const Targets targets = targets_of(y, classes);
+  const torch::Tensor x = embeddings.to(weight.scalar_type());
+  const torch::Tensor norms = x.norm(2, 1);
+  const torch::Tensor cos = similarity(x, norms, rows_of(classes));
+  torch::Tensor target_cos;
+  if (needs_row_targets()) {
+    torch::NoGradGuard no_grad;
+    target_cos = row_target_cosines(gather_targets(cos, targets), targets, cos.size(0));
+  }
+  return apply_margin(cos, norms, targets, prepare_rows(norms, target_cos));
+}
+
+torch::Tensor MarginHeadImpl::similarity(const torch::Tensor& x, const torch::Tensor& norms,
+                                         const std::vector<torch::Tensor>& rows) {
   auto x_hat = x / norms.clamp_min(kNormEps).unsqueeze(1);
-  auto w_hat = torch::nn::functional::normalize(classes_of(weight),
+  auto w_hat = torch::nn::functional::normalize(rows.at(0),
                                                 torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(kNormEps));
   return torch::mm(x_hat, w_hat.t()).clamp(-1, 1);
+}
+
+RowState MarginHeadImpl::prepare_rows(const torch::Tensor&, const torch::Tensor& target_cos) {
+  RowState rows;
+  rows.target_cos = target_cos;
+  return rows;
+}
+
+torch::Tensor StatisticsReducer::max(const torch::Tensor&, ReduceScope) const {
+  throw ArgumentError("this StatisticsReducer combines no maxima (needed by chunked_cross_entropy)");
 }
 
 torch::Tensor MarginHeadImpl::gather_targets(const torch::Tensor& m, const Targets& targets) {
@@ -178,7 +204,8 @@ torch::Tensor MarginHeadImpl::put_targets(torch::Tensor logits, const Targets& t
   return logits.index_put_({targets.rows, targets.cols}, values);
 }
 
-torch::Tensor MarginHeadImpl::row_target_cosines(const torch::Tensor& cos, const Targets& targets) const {
+torch::Tensor MarginHeadImpl::row_target_cosines(const torch::Tensor& gt, const Targets& targets,
+                                                 int64_t batch) const {
   if (geometry_.num_local_classes() != geometry_.num_classes && !reducer_installed_) {
     throw ArgumentError(type_ + ": this head holds classes [" + std::to_string(geometry_.class_begin) + ", " +
                         std::to_string(geometry_.class_end) + ") of " + std::to_string(geometry_.num_classes) +
@@ -186,8 +213,8 @@ torch::Tensor MarginHeadImpl::row_target_cosines(const torch::Tensor& cos, const
                         "ReduceScope::kClassShards over the shards");
   }
   torch::NoGradGuard no_grad;
-  auto local = torch::zeros({cos.size(0)}, cos.options());
-  local.index_put_({targets.rows}, gather_targets(cos, targets));
+  auto local = torch::zeros({batch}, gt.options());
+  local.index_put_({targets.rows}, gt.detach());
   return reducer_->sum(local, ReduceScope::kClassShards);
 }
 

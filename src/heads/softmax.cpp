@@ -17,11 +17,12 @@ SoftmaxImpl::SoftmaxImpl(const SoftmaxOptions&, const HeadGeometry& geometry) : 
   bias = register_parameter("bias", torch::zeros({geometry.num_local_classes()}));
 }
 
-torch::Tensor SoftmaxImpl::similarity(const torch::Tensor& x, const torch::Tensor&) {
-  return torch::nn::functional::linear(x, classes_of(weight), classes_of(bias));
+torch::Tensor SoftmaxImpl::similarity(const torch::Tensor& x, const torch::Tensor&,
+                                      const std::vector<torch::Tensor>& rows) {
+  return torch::nn::functional::linear(x, rows.at(0), rows.at(1));
 }
 
-torch::Tensor SoftmaxImpl::apply_margin(const torch::Tensor& logits, const torch::Tensor&, const Targets&) {
+torch::Tensor SoftmaxImpl::apply_margin(const torch::Tensor& logits, const torch::Tensor&, const Targets&, const RowState&) {
   return logits;
 }
 
@@ -40,7 +41,7 @@ std::string NormFaceOptions::describe() const { return "scale=" + detail::fmt(sc
 NormFaceImpl::NormFaceImpl(const NormFaceOptions& options, const HeadGeometry& geometry)
     : NormalizedHeadImpl(kType, options, geometry) {}
 
-torch::Tensor NormFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets&) {
+torch::Tensor NormFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor&, const Targets&, const RowState&) {
   return cos * options_.scale;
 }
 

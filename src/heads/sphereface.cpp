@@ -62,13 +62,19 @@ torch::Tensor cos_m_theta(const torch::Tensor& c, int m) {
 }
 }  // namespace
 
-torch::Tensor SphereFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor& norms,
-                                           const Targets& targets) {
+RowState SphereFaceImpl::prepare_rows(const torch::Tensor&, const torch::Tensor&) {
   if (is_training()) {
     torch::NoGradGuard no_grad;
     iteration.add_(1);
   }
-  const double lam = lambda();
+  RowState rows;
+  rows.scalar = lambda();
+  return rows;
+}
+
+torch::Tensor SphereFaceImpl::apply_margin(const torch::Tensor& cos, const torch::Tensor& norms,
+                                           const Targets& targets, const RowState& rows) {
+  const double lam = rows.scalar;
   const int m = options_.margin;
 
   auto gt = gather_targets(cos, targets);

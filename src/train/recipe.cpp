@@ -81,6 +81,7 @@ void TrainOptions::read(config::Section& s) {
   s.read("grad_accum", grad_accum);
   s.read("clip_grad_norm", clip_grad_norm);
   s.read("max_bad_steps", max_bad_steps);
+  s.read("cudnn_benchmark", cudnn_benchmark);
 }
 
 OptionProblems TrainOptions::problems() const {
@@ -100,7 +101,8 @@ std::string TrainOptions::describe() const {
   std::ostringstream o;
   o << "max_steps=" << max_steps << ", epochs=" << epochs << ", batch_size=" << batch_size << ", seed=" << seed
     << ", device=" << device << ", amp=" << amp_name(amp) << ", grad_accum=" << grad_accum
-    << ", clip_grad_norm=" << fmt(clip_grad_norm) << ", max_bad_steps=" << max_bad_steps;
+    << ", clip_grad_norm=" << fmt(clip_grad_norm) << ", max_bad_steps=" << max_bad_steps
+    << ", cudnn_benchmark=" << (cudnn_benchmark ? "true" : "false");
   return o.str();
 }
 
@@ -300,6 +302,8 @@ Recipe read_recipe(const config::Document& doc, const std::string& output_dir) {
   if (head.read("sample_rate", r.sample_rate) && !(r.sample_rate > 0 && r.sample_rate <= 1))
     head.error("sample_rate", "must be in (0, 1] (the share of each rank's classes in a step), got " +
                                   fmt(r.sample_rate));
+  if (head.read("chunk_size", r.chunk_size) && r.chunk_size < 0)
+    head.error("chunk_size", "must be >= 0 (classes per block; 0: all at once), got " + std::to_string(r.chunk_size));
   r.head = heads::read_head(head);
 
   auto train = root.section("train");

@@ -273,6 +273,7 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   s.device = choose_device(r, env);
   if (r.train.amp == Amp::kFp16 && !s.device.is_cuda())
     config_error(r, "train.amp", "fp16 needs a CUDA device (use bf16 on the CPU)");
+  if (s.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(r.train.cudnn_benchmark);
   s.log->info("facetrain {} (LibTorch {}) | device {} | output {}", FACETRAIN_VERSION_STRING, compat::torch_version(),
               s.device.str(), run_.output_dir);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(r.dist.timeout_s * 1000));
@@ -460,6 +461,7 @@ Trainer::Trainer(Recipe recipe, RunOptions run)
   plan.global_batch = r.train.batch_size * s.group->size();
   plan.optimizer_slots = s.optimizer->slots_per_parameter();
   plan.sample_rate = r.sample_rate;
+  plan.chunk = r.chunk_size;
   if (r.sample_rate < 1)
     s.log->info("Partial FC: sample_rate {}: at least {} of the {} classes of each rank in a step, every positive kept",
                 format_double(r.sample_rate), dist::sampled_classes(s.shard.size(), r.sample_rate), s.shard.size());
@@ -492,6 +494,7 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
   int64_t samples = 0;
   const int64_t world = s.group->size();
   const bool sampling = r.sample_rate < 1;
+  const bool chunked = r.chunk_size > 0;
   std::vector<torch::Tensor> sampled;  // Partial FC: each micro-batch's classes of this rank
   for (int64_t k = 0; k < r.train.grad_accum; ++k) {
     auto batch = next();
@@ -502,7 +505,7 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
     // micro-batch's backward only (no_sync before it).
     if (s.grad_sync) s.grad_sync->arm(k == r.train.grad_accum - 1);
     torch::Tensor loss;
-    if (world == 1 && !sampling) {
+    if (world == 1 && !sampling && !chunked) {
       auto embeddings = s.backbone->forward(images);
       auto logits = s.head->forward(embeddings, labels);
       loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), labels);
@@ -515,11 +518,17 @@ StepStats Trainer::step(const std::function<data::Batch()>& next) {
       }
       auto all_embeddings = dist::all_gather_rows(embeddings, *s.group);
       auto all_labels = s.group->all_gather(labels);
+      dist::ClassSample sample;
       if (sampling) {
         // Partial FC: this rank's positives and sampled negatives (partial_fc.h).
-        auto sample = dist::sample_classes(all_labels, s.shard, r.sample_rate,
-                                           dist::sample_seed(r.train.seed, s.step, k, s.shard));
+        sample = dist::sample_classes(all_labels, s.shard, r.sample_rate,
+                                      dist::sample_seed(r.train.seed, s.step, k, s.shard));
         sampled.push_back(sample.classes);
+      }
+      if (chunked) {
+        // Blocks of chunk_size classes, across ranks through the head's reducer (margin_head.h).
+        loss = s.head->chunked_cross_entropy(all_embeddings, all_labels, r.chunk_size, sample.classes);
+      } else if (sampling) {
         auto logits = s.head->forward(all_embeddings, all_labels, sample.classes);
         loss = world == 1 ? torch::nn::functional::cross_entropy(logits.to(torch::kFloat), sample.targets)
                           : dist::cross_entropy_at(logits.to(torch::kFloat), sample.targets, *s.group);

@@ -98,6 +98,10 @@ for head in softmax normface cosface arcface combined sphereface mv_softmax curr
   esac
 done
 
+# The chunked cross-entropy (blocks of 2 classes) on 2 ranks: the losses of the plain one-process run.
+launch h2-chunked 2 --config "$tmp/r-arcface.yaml" --set train.batch_size=6 --set head.chunk_size=2
+same arcface-2-ranks-chunked h1-arcface h2-chunked 1 6
+
 # Resume on another world size: 2-rank checkpoint at step 3 -> 1 process and 3 ranks finish it.
 for target in 1 3; do
   mkdir -p "$tmp/re$target/checkpoints"

@@ -40,6 +40,24 @@ assert full["local_classes"] == 200000 and part["local_classes"] == 200000 and p
 assert part["sampled_classes"] == 20000 and part["estimate_bytes"] < full["estimate_bytes"], part
 PY
 then echo "ok   bench-head-json"; else echo "FAIL bench-head-json"; cat "$tmp/bench.jsonl"; fail=1; fi
+# bench train: a tiny recipe's whole step, from memory and from its loader, with MFU against a peak.
+cat >"$tmp/tiny.yaml" <<'EOF'
+model: {type: mobilefacenet, embedding_size: 16, scale: 1, blocks: [1, 1, 1, 1]}
+head: {type: arcface, scale: 16, chunk_size: 3}
+data: {type: synthetic, identities: 8, images_per_identity: 4, workers: 1}
+train: {batch_size: 4, device: cpu}
+log: {tensorboard: false}
+EOF
+check bench-train 0 '\| loader \| [0-9.]+ \| [0-9.]+ ms .* [0-9.]+ % \|.*' -- "$FACETRAIN" bench train \
+  --config "$tmp/tiny.yaml" --steps 3 --warmup 1 --peak-tflops 1 --json "$tmp/train.jsonl"
+check bench-train-ratio 0 'loader / memory: [0-9.]+x' -- "$FACETRAIN" bench train --config "$tmp/tiny.yaml" --steps 2 --warmup 0
+if /usr/bin/python3 -c '
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+assert [x["input"] for x in r["runs"]] == ["memory", "loader"], r
+assert r["flops_per_image"] > 6 * 8 * 16 and all(0 < x["mfu"] < 1 and x["img_per_sec"] > 0 for x in r["runs"]), r
+' "$tmp/train.jsonl"; then echo "ok   bench-train-json"; else echo "FAIL bench-train-json"; cat "$tmp/train.jsonl"; fail=1; fi
+check bench-train-bad 2 "--input: must be memory, loader or both, got 'disk'" -- "$FACETRAIN" bench train --config "$tmp/tiny.yaml" --input disk
 check bench-head-bad 2 '--sample-rate: must be in \(0, 1\], got 2' -- "$FACETRAIN" bench head --sample-rate 2
 check bench-head-bad-head 2 "unknown head type 'arcfce'" -- "$FACETRAIN" bench head --head '{type: arcfce}' --classes 10 --world 1
 rm -rf "$tmp"

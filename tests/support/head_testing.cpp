@@ -73,6 +73,17 @@ void restore_buffers(facetrain::heads::MarginHeadImpl& head, const std::map<std:
 
 bool all_finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
 
+std::pair<std::shared_ptr<facetrain::heads::MarginHeadImpl>, std::shared_ptr<facetrain::heads::MarginHeadImpl>>
+twin_heads(const std::string& yaml, int64_t dim, int64_t classes, uint64_t seed, torch::Dtype dtype) {
+  std::shared_ptr<facetrain::heads::MarginHeadImpl> heads[2];
+  for (auto& h : heads) {
+    torch::manual_seed(seed);
+    h = facetrain::heads::make_head(YAML::Load(yaml), dim, classes);
+    h->to(dtype);
+  }
+  return {heads[0], heads[1]};
+}
+
 const std::vector<std::string>& every_head_variant() {
   static const std::vector<std::string> cases = {"{type: softmax}",
                                                  "{type: normface}",

@@ -42,6 +42,11 @@ void restore_buffers(facetrain::heads::MarginHeadImpl& head, const std::map<std:
 /// shard and multi-rank tests run.
 const std::vector<std::string>& every_head_variant();
 
+/// Two heads made from `yaml` with the same seed (so the same centres), in `dtype`: a reference
+/// and the one under test.
+std::pair<std::shared_ptr<facetrain::heads::MarginHeadImpl>, std::shared_ptr<facetrain::heads::MarginHeadImpl>>
+twin_heads(const std::string& yaml, int64_t dim, int64_t classes, uint64_t seed, torch::Dtype dtype = torch::kDouble);
+
 /// True when every element is finite.
 bool all_finite(const torch::Tensor& t);
 

@@ -377,8 +377,9 @@ class DistHeads : public ::testing::TestWithParam<std::string> {};
 
 // One process: the whole head on the whole batch, torch's cross-entropy. W ranks: each rank
 // embeds its part of the batch (here: takes its rows of x), gathers rows and labels, runs its
-// class shard and the distributed cross-entropy. Over three calls (the heads' buffers move), the
-// losses, each rank's input gradient, each shard's weight gradient and every buffer agree.
+// class shard and the distributed cross-entropy (or the chunked one). Over three calls (the
+// heads' buffers move), the losses, each rank's input gradient, each shard's weight gradient
+// and every buffer agree.
 TEST_P(DistHeads, ShardedOverRanksEqualsOneProcess) {
   const std::string yaml = GetParam();
   const int64_t B = 12, D = 8, C = 10;
@@ -405,17 +406,21 @@ TEST_P(DistHeads, ShardedOverRanksEqualsOneProcess) {
   }
   for (int64_t world : {2, 3}) {
     const int64_t b = B / world;
-    run_ranks(world, [&](Group& g) {
+    // chunk 0: the head's logits and dist::cross_entropy; 2: the chunked cross-entropy, blocks of 2
+    // classes, across ranks through the ShardReducer.
+    for (int64_t chunk : {0, 2}) run_ranks(world, [&](Group& g) {
       auto shard = dist::class_shard(C, g.rank(), g.size());
       auto head = shard_head(yaml, D, C, g);
-      const std::string where = yaml + " on " + std::to_string(world) + " ranks, rank " + std::to_string(g.rank());
+      const std::string where = yaml + " on " + std::to_string(world) + " ranks, rank " + std::to_string(g.rank()) +
+                                ", chunk " + std::to_string(chunk);
       for (int call = 0; call < 3; ++call) {
         Tensor x = in.x.narrow(0, g.rank() * b, b).clone().requires_grad_(true);
         Tensor y = in.y.narrow(0, g.rank() * b, b).clone();
         head->zero_grad();
         Tensor xs = dist::all_gather_rows(x, g);
         Tensor ys = g.all_gather(y);
-        Tensor loss = dist::cross_entropy(head->forward(xs, ys), ys, shard.begin, g);
+        Tensor loss = chunk > 0 ? head->chunked_cross_entropy(xs, ys, chunk)
+                                : dist::cross_entropy(head->forward(xs, ys), ys, shard.begin, g);
         loss.backward();
         const Call& e = expect[static_cast<size_t>(call)];
         EXPECT_NEAR(loss.item<double>(), e.loss, 1e-12) << where;
@@ -520,12 +525,7 @@ TEST_P(PartialFcHeads, SampledLogitsAreTheColumnsOfTheFullOnes) {
   const std::string yaml = GetParam();
   const int64_t B = 12, D = 8, C = 10;
   auto in = make_inputs(B, D, C, 5, torch::kDouble);
-  torch::manual_seed(1);
-  auto full = heads::make_head(YAML::Load(yaml), D, C);
-  torch::manual_seed(1);
-  auto part = heads::make_head(YAML::Load(yaml), D, C);
-  full->to(torch::kDouble);
-  part->to(torch::kDouble);
+  auto [full, part] = twin_heads(yaml, D, C, 1);
   for (int call = 0; call < 3; ++call) {
     auto s = dist::sample_classes(in.y, {0, C}, 0.7, dist::sample_seed(1, call, 0, {0, C}));
     ASSERT_LT(s.classes.size(0), C);
@@ -571,8 +571,9 @@ TEST(PartialFcHeadsInput, ClassesThatMissATargetOrAreUnsortedAreRefused) {
 }
 
 // Every head split over 2 ranks, each computing its own sample of its classes, with the
-// distributed cross-entropy over the sampled columns, against one process computing the union
-// of the samples: loss, each rank's input gradient, each shard's class-row gradients, buffers.
+// distributed cross-entropy over the sampled columns (or the chunked one, blocks of 2 sampled
+// classes), against one process computing the union of the samples: loss, each rank's input
+// gradient, each shard's class-row gradients, buffers.
 TEST_P(PartialFcHeads, ShardedAndSampledEqualsOneProcessOnTheUnionOfTheSamples) {
   const std::string yaml = GetParam();
   const int64_t B = 12, D = 8, C = 10, W = 2, b = B / W;
@@ -593,16 +594,17 @@ TEST_P(PartialFcHeads, ShardedAndSampledEqualsOneProcessOnTheUnionOfTheSamples) 
   Tensor col = torch::searchsorted(all, in.y);
   Tensor expect = torch::nn::functional::cross_entropy(whole->forward(x, in.y).index_select(1, all), col);
   expect.backward();
-  run_ranks(W, [&](Group& g) {
+  for (int64_t chunk : {0, 2}) run_ranks(W, [&](Group& g) {
     auto shard = dist::class_shard(C, g.rank(), g.size());
     auto head = shard_head(yaml, D, C, g);
     const auto& s = samples[size_t(g.rank())];
     Tensor xr = in.x.narrow(0, g.rank() * b, b).clone().requires_grad_(true);
     Tensor xs = dist::all_gather_rows(xr, g);
     Tensor ys = g.all_gather(in.y.narrow(0, g.rank() * b, b).clone());
-    Tensor loss = dist::cross_entropy_at(head->forward(xs, ys, s.classes), s.targets, g);
+    Tensor loss = chunk > 0 ? head->chunked_cross_entropy(xs, ys, chunk, s.classes)
+                            : dist::cross_entropy_at(head->forward(xs, ys, s.classes), s.targets, g);
     loss.backward();
-    const std::string where = yaml + ", rank " + std::to_string(g.rank());
+    const std::string where = yaml + ", rank " + std::to_string(g.rank()) + ", chunk " + std::to_string(chunk);
     EXPECT_NEAR(loss.item<double>(), expect.item<double>(), 1e-12) << where;
     EXPECT_TRUE(close(xr.grad(), x.grad().narrow(0, g.rank() * b, b), 1e-11, where + " d/dx"));
     for (const auto& p : whole->named_parameters())
@@ -626,7 +628,8 @@ TEST(PartialFc, CrossEntropyAtRefusesColumnsBeyondTheLogits) {
               torch::nn::functional::cross_entropy(logits, torch::tensor({0, 2}, torch::kLong)).item<double>(), 1e-6);
 }
 
-// The memory plan counts the sampled share of the logits, and the sampled centres' copies.
+// The memory plan counts the sampled share of the logits (or a block's, with chunk), the copies of
+// the centres and the optimizer's temporary.
 TEST(PartialFc, MemoryPlanCountsTheSample) {
   dist::MemoryPlanInput in;
   in.num_classes = 1000000;
@@ -638,11 +641,17 @@ TEST(PartialFc, MemoryPlanCountsTheSample) {
   auto part = dist::plan_memory(in);
   EXPECT_EQ(full.local_classes, 125000);
   EXPECT_EQ(full.logits, int64_t(5) * 1024 * 125000 * 4);
-  EXPECT_EQ(full.sampled, 0);
+  EXPECT_EQ(full.centres, int64_t(125000) * 512 * 4);
+  EXPECT_EQ(full.work, int64_t(2) * 125000 * 512 * 4 + full.centres);
   EXPECT_EQ(part.centres, full.centres);
   EXPECT_EQ(part.logits, int64_t(5) * 1024 * 12500 * 4);
-  EXPECT_EQ(part.sampled, int64_t(3) * 12500 * 512 * 4);
-  EXPECT_NE(part.describe().find("sampled centres"), std::string::npos) << part.describe();
+  EXPECT_EQ(part.work, int64_t(3) * 12500 * 512 * 4 + full.centres);
+  EXPECT_NE(part.describe().find("centre copies and optimizer temporaries"), std::string::npos) << part.describe();
+  in.chunk = 4096;
+  auto chunked = dist::plan_memory(in);
+  EXPECT_EQ(chunked.logits, int64_t(5) * 1024 * 4096 * 4);
+  EXPECT_EQ(chunked.work, int64_t(3) * 4096 * 512 * 4 + full.centres);
+  EXPECT_EQ(chunked.total() - chunked.work - chunked.logits, full.total() - full.work - full.logits);
 }
 
 // --- gradient compression -----------------------------------------------------------------------

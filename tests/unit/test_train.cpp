@@ -93,12 +93,28 @@ TEST(Recipe, PartialFcRateAndGradientCompression) {
   EXPECT_EQ(r.sample_rate, 0.1);
   EXPECT_EQ(r.dist.grad_compression, GradCompression::kBf16);
   EXPECT_NE(r.dist.describe().find("grad_compression=bf16"), std::string::npos);
+  doc.set("head.chunk_size=4096");
+  EXPECT_EQ(read_recipe(doc, "out").chunk_size, 4096);
   doc.set("head.sample_rate=1.5");
+  doc.set("head.chunk_size=-1");
   doc.set("dist.grad_compression=int8");
   auto message = error_message<ConfigError>([&] { read_recipe(doc, "out"); });
   EXPECT_NE(message.find("head.sample_rate: must be in (0, 1]"), std::string::npos) << message;
   EXPECT_NE(message.find("--set head.sample_rate=1.5"), std::string::npos) << message;
   EXPECT_NE(message.find("none, fp16, bf16"), std::string::npos) << message;
+  EXPECT_NE(message.find("head.chunk_size: must be >= 0"), std::string::npos) << message;
+}
+
+TEST(Recipe, CudnnBenchmarkIsOnByDefaultAndABoolean) {
+  auto doc = config::Document::from_string(kTinyRecipe, "r.yaml");
+  EXPECT_TRUE(read_recipe(doc, "out").train.cudnn_benchmark);
+  doc.set("train.cudnn_benchmark=false");
+  auto r = read_recipe(doc, "out");
+  EXPECT_FALSE(r.train.cudnn_benchmark);
+  EXPECT_NE(r.train.describe().find("cudnn_benchmark=false"), std::string::npos) << r.train.describe();
+  doc.set("train.cudnn_benchmark=sometimes");
+  auto message = error_message<ConfigError>([&] { read_recipe(doc, "out"); });
+  EXPECT_NE(message.find("train.cudnn_benchmark"), std::string::npos) << message;
 }
 
 TEST(Recipe, BatchSizeBelongsToTrain) {

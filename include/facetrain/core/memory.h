@@ -23,6 +23,16 @@ int64_t peak_resident_bytes();
 /// Returns false where the kernel refuses, and the mark then counts from the process start.
 bool reset_peak_resident();
 
+/// LibTorch's CUDA caching allocator on device `index`: bytes of tensors alive now, and the most
+/// alive at once since reset_device_peak (torch.cuda.memory_allocated, max_memory_allocated).
+/// They come from the facetrain_cuda target; a build without CUDA answers -1, and its reset does
+/// nothing.
+int64_t device_allocated_bytes(int index);
+int64_t device_peak_bytes(int index);
+void reset_device_peak(int index);
+/// Whether this build reads CUDA memory (was built against a LibTorch with CUDA).
+bool device_memory_readable();
+
 /// "244.1 MiB", "2.58 GiB" (GiB from 1 GiB up).
 std::string format_bytes(int64_t bytes);
 

@@ -67,19 +67,27 @@ struct MemoryPlanInput {
   int64_t global_batch = 0;     ///< rows every rank's head sees per micro-batch (all ranks' batches)
   int64_t optimizer_slots = 1;  ///< tensors per parameter element (SGD momentum 1, AdamW 2)
   double sample_rate = 1.0;     ///< Partial FC: the share of centres in each step's logits
+  int64_t chunk = 0;            ///< head.chunk_size: classes per block of the chunked cross-entropy; 0 off
+  bool optimizer_step = true;   ///< false: forward and backward alone (no optimizer temporary)
   int64_t bytes_per_value = 4;  ///< float32 centres
 };
 struct MemoryPlan {
   int64_t local_classes = 0;                          ///< centres on the largest shard
   int64_t centres = 0, gradients = 0, optimizer = 0;  ///< bytes
-  /// Bytes of the [B_global, C_r * sample_rate] matrices alive at once at the step's peak: the
+  /// Bytes of the [B_global, C_r * sample_rate] matrices (with head.chunk_size: [B_global, chunk]
+  /// blocks) alive at once at the step's peak: the
   /// cosines before and after their clamp, the logits, the softmax kept for backward and its
   /// gradient (5 of them, float32; `facetrain bench head` measured 4.3 to 4.4 live).
   int64_t logits = 0;
-  /// Partial FC (sample_rate < 1): the sampled centres gathered, normalised, and their gradient
-  /// (3 x [C_r * sample_rate, D] float32); 0 without sampling.
-  int64_t sampled = 0;
-  int64_t total() const { return centres + gradients + optimizer + logits + sampled; }
+  /// Copies of the centres the step makes: the normalised centres kept for backward and their
+  /// gradient (2 x [n, D], n the classes of a step, or of a block with chunk; 3 with Partial FC,
+  /// which gathers them first), and one centres-sized optimizer temporary (SGD's g + wd·p,
+  /// AdamW's denominator).
+  int64_t work = 0;
+  /// The estimate of the head's peak. Its parts do not all live at once: `facetrain bench head`
+  /// measured the live peak at 68 to 74 % of it for the plain cross-entropy, and 99 to 104 % with
+  /// head.chunk_size (docs/benchmarks.md).
+  int64_t total() const { return centres + gradients + optimizer + logits + work; }
   /// "1 000 000 classes / 8 ranks = 125 000 per rank: centres 256 MiB, gradients 256 MiB, ..."
   std::string describe() const;
 };
@@ -92,6 +100,7 @@ class ShardReducer : public heads::StatisticsReducer {
  public:
   explicit ShardReducer(std::shared_ptr<Group> group) : group_(std::move(group)) {}
   torch::Tensor sum(const torch::Tensor& local, heads::ReduceScope scope) const override;
+  torch::Tensor max(const torch::Tensor& local, heads::ReduceScope scope) const override;
 
  private:
   std::shared_ptr<Group> group_;

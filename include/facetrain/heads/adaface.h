@@ -36,7 +36,9 @@ class AdaFaceImpl : public NormalizedHeadImpl<AdaFaceOptions> {
   torch::Tensor batch_std;   ///< float [1]
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  RowState prepare_rows(const torch::Tensor& norms, const torch::Tensor& target_cos) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(AdaFace);
 

@@ -37,7 +37,8 @@ class ArcFaceImpl : public NormalizedHeadImpl<ArcFaceOptions> {
   ArcFaceImpl(const ArcFaceOptions& options, const HeadGeometry& geometry);
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(ArcFace);
 

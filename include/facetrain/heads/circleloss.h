@@ -25,7 +25,8 @@ class CircleLossImpl : public NormalizedHeadImpl<CircleLossOptions> {
   CircleLossImpl(const CircleLossOptions& options, const HeadGeometry& geometry);
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(CircleLoss);
 

@@ -29,7 +29,8 @@ class CombinedImpl : public NormalizedHeadImpl<CombinedOptions> {
   CombinedImpl(const CombinedOptions& options, const HeadGeometry& geometry);
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(Combined);
 

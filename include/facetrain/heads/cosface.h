@@ -23,7 +23,8 @@ class CosFaceImpl : public NormalizedHeadImpl<CosFaceOptions> {
   CosFaceImpl(const CosFaceOptions& options, const HeadGeometry& geometry);
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(CosFace);
 

@@ -31,7 +31,10 @@ class CurricularFaceImpl : public NormalizedHeadImpl<CurricularFaceOptions> {
   torch::Tensor t;  ///< float [1]
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  bool needs_row_targets() const override { return true; }
+  RowState prepare_rows(const torch::Tensor& norms, const torch::Tensor& target_cos) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(CurricularFace);
 

@@ -63,19 +63,33 @@ class StatisticsReducer {
   /// Element-wise sum of `local` over every participant of `scope`. Must return a tensor of the
   /// same shape, dtype and device. The single-process reducer returns `local` itself.
   virtual torch::Tensor sum(const torch::Tensor& local, ReduceScope scope) const = 0;
+  /// Element-wise maximum, likewise (the chunked cross-entropy's row maxima over class shards).
+  /// The default throws ArgumentError: a reducer that combines shards must say how.
+  virtual torch::Tensor max(const torch::Tensor& local, ReduceScope scope) const;
 };
 
 /// The single-process reducer: nothing to combine.
 class LocalReducer : public StatisticsReducer {
  public:
   torch::Tensor sum(const torch::Tensor& local, ReduceScope) const override { return local; }
+  torch::Tensor max(const torch::Tensor& local, ReduceScope) const override { return local; }
 };
 
 /// Which logits of this shard are targets: entry (rows[k], cols[k]) is row rows[k]'s class.
 struct Targets {
-  torch::Tensor labels;  ///< [B] int64: local class index, or -1 when the class is on another shard
-  torch::Tensor rows;    ///< [n] int64: rows whose class is in this shard
-  torch::Tensor cols;    ///< [n] int64: their local class index
+  torch::Tensor labels;  ///< [B] int64: the column of the row's class, or -1 when it is not here
+  torch::Tensor rows;    ///< [n] int64: rows whose class is among these columns
+  torch::Tensor cols;    ///< [n] int64: their column
+};
+
+/// What a head derives from whole rows once per forward, before any logit. Its buffers change
+/// there and only there (prepare_rows); the margin rule then reads this for every block of
+/// columns, so that a forward over column blocks (chunked_cross_entropy) equals one over all.
+struct RowState {
+  torch::Tensor target_cos;  ///< [B] detached: every row's target cosine, all shards (needs_row_targets)
+  torch::Tensor per_row;     ///< [B] a head's own per-row value (AdaFace: the margin scaler)
+  torch::Tensor value;       ///< a head's own [1] value (CurricularFace: t after its update)
+  double scalar = 0;         ///< a head's own number (SphereFace: λ)
 };
 
 using config::OptionProblem;
@@ -99,6 +113,18 @@ class MarginHeadImpl : public torch::nn::Module {
   /// target of this shard is not in `classes`, or `classes` is not sorted, distinct and in range.
   torch::Tensor forward(const torch::Tensor& embeddings, const torch::Tensor& labels, const torch::Tensor& classes);
 
+  /// The mean softmax cross-entropy of the logits over the B rows, computed in blocks of `chunk`
+  /// classes: a block's logits are made, folded into a running log-sum-exp and dropped, and
+  /// backward makes them again, so nothing of [B, C_local] exists at once (the largest tensors
+  /// are [B, chunk]). Across shards, the row maxima, sums and target logits are combined through
+  /// the reducer (ReduceScope::kClassShards), so with dist::ShardReducer the result is the
+  /// distributed cross-entropy. Equals cross_entropy(forward(x, y), y) (or the Partial FC forward
+  /// with `classes`) up to float rounding, in value, gradients and buffers (which change once).
+  /// The target cosines that CurricularFace and MV-Softmax need for every row come from the
+  /// target rows directly (x̂ · ŵ_y), not from the cosine matrix.
+  torch::Tensor chunked_cross_entropy(const torch::Tensor& embeddings, const torch::Tensor& labels, int64_t chunk,
+                                      const torch::Tensor& classes = torch::Tensor());
+
   /// The registered type name ("arcface", ...).
   const std::string& type() const { return type_; }
   const HeadGeometry& geometry() const { return geometry_; }
@@ -121,17 +147,27 @@ class MarginHeadImpl : public torch::nn::Module {
  protected:
   MarginHeadImpl(std::string type, const HeadGeometry& geometry);
 
-  /// Similarity matrix [B, C_local] that `apply_margin` receives. Default: the clamped cosines
-  /// c = clamp(x̂ Ŵᵀ, -1, 1) over the rows classes_of(weight). `norms` [B] are ‖x‖ (with gradient).
-  virtual torch::Tensor similarity(const torch::Tensor& x, const torch::Tensor& norms);
+  /// The parameters with one row per class, in a fixed order: `weight` (softmax: and `bias`).
+  virtual std::vector<torch::Tensor> class_parameters() const { return {weight}; }
 
-  /// The rows of a per-class tensor (`weight`, `bias`) that this forward computes: all of them,
-  /// or the sampled ones (Partial FC: `per_class.index_select(0, classes)`, with gradient).
-  torch::Tensor classes_of(const torch::Tensor& per_class) const;
+  /// Similarity matrix [B, n] that `apply_margin` receives, for `rows`: class_parameters()
+  /// restricted to the n classes computed (all of them, a Partial FC sample, or a block).
+  /// Default: the clamped cosines c = clamp(x̂ Ŵᵀ, -1, 1). `norms` [B] are ‖x‖ (with gradient).
+  virtual torch::Tensor similarity(const torch::Tensor& x, const torch::Tensor& norms,
+                                   const std::vector<torch::Tensor>& rows);
 
-  /// The head's margin rule: logits [B, C_local] from the cosines `cos`, the embedding norms
-  /// `norms` [B] (with gradient; detach them where the reference does) and the targets.
-  virtual torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) = 0;
+  /// Whether prepare_rows needs every row's target cosine (RowState::target_cos).
+  virtual bool needs_row_targets() const { return false; }
+  /// Once per forward: updates the head's buffers from whole rows and returns what the margin
+  /// rule needs of them. `target_cos` is defined when needs_row_targets(). Default: nothing.
+  virtual RowState prepare_rows(const torch::Tensor& norms, const torch::Tensor& target_cos);
+
+  /// The head's margin rule on a block of columns: logits [B, n] from the cosines `cos`, the
+  /// embedding norms `norms` [B] (with gradient; detach them where the reference does), the
+  /// targets among these columns and the row state. Pure: no buffer changes, so a block can be
+  /// computed again in backward.
+  virtual torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                                     const RowState& rows) = 0;
 
   /// The options, for pretty_print: "scale=64, margin=0.5".
   virtual std::string describe_options() const = 0;
@@ -143,10 +179,11 @@ class MarginHeadImpl : public torch::nn::Module {
   /// Overwrites the target entries of `logits` with `values` [n], in place; returns `logits`.
   static torch::Tensor put_targets(torch::Tensor logits, const Targets& targets, const torch::Tensor& values);
 
-  /// The target cosine of every row [B] (detached), also for rows whose class is on another
-  /// shard (through the reducer, ReduceScope::kClassShards). Throws facetrain::ArgumentError for
-  /// a head holding part of the classes when no reducer was installed: it would silently use 0.
-  torch::Tensor row_target_cosines(const torch::Tensor& cos, const Targets& targets) const;
+  /// The target cosine of every row [B] (detached) from this shard's target values `gt` [n]
+  /// (aligned with targets.rows), also for rows whose class is on another shard (through the
+  /// reducer, ReduceScope::kClassShards). Throws facetrain::ArgumentError for a head holding
+  /// part of the classes when no reducer was installed: it would silently use 0.
+  torch::Tensor row_target_cosines(const torch::Tensor& gt, const Targets& targets, int64_t batch) const;
 
   /// Mean and unbiased standard deviation of `values` [B] over the global batch (through the
   /// reducer, ReduceScope::kBatchRows), as float64 tensors of shape [1] on values' device, plus
@@ -169,8 +206,18 @@ class MarginHeadImpl : public torch::nn::Module {
   HeadGeometry geometry_;
   std::shared_ptr<const StatisticsReducer> reducer_;
   bool reducer_installed_ = false;  // a shard without one cannot know other shards' targets
-  torch::Tensor classes_;           // during a Partial FC forward: the sampled local classes
 
+  friend struct ChunkedCrossEntropy;  // chunked_loss.cpp: the blocks' forward and backward
+
+  /// Checks the inputs of every forward; the labels as int64 on the weight's device.
+  torch::Tensor checked_labels(const torch::Tensor& embeddings, const torch::Tensor& labels) const;
+  /// `classes` (undefined, or a Partial FC sample) checked for shape and dtype, as int64 on the
+  /// weight's device.
+  torch::Tensor checked_classes(const torch::Tensor& classes) const;
+  /// The targets among the shard's classes, or among `classes` (checked) when defined.
+  Targets targets_of(const torch::Tensor& y, const torch::Tensor& classes) const;
+  /// class_parameters() restricted to `classes` (all when undefined).
+  std::vector<torch::Tensor> rows_of(const torch::Tensor& classes) const;
   // Both forwards: `classes` undefined means every class of the shard.
   torch::Tensor forward_over(const torch::Tensor& embeddings, const torch::Tensor& labels,
                              const torch::Tensor& classes);

@@ -34,7 +34,9 @@ class MVSoftmaxImpl : public NormalizedHeadImpl<MVSoftmaxOptions> {
   MVSoftmaxImpl(const MVSoftmaxOptions& options, const HeadGeometry& geometry);
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  bool needs_row_targets() const override { return true; }
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(MVSoftmax);
 

@@ -27,7 +27,8 @@ class NormFaceImpl : public NormalizedHeadImpl<NormFaceOptions> {
   NormFaceImpl(const NormFaceOptions& options, const HeadGeometry& geometry);
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(NormFace);
 

@@ -26,8 +26,11 @@ class SoftmaxImpl : public MarginHeadImpl {
   torch::Tensor bias;  ///< [C_local]
 
  protected:
-  torch::Tensor similarity(const torch::Tensor& x, const torch::Tensor& norms) override;
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  std::vector<torch::Tensor> class_parameters() const override { return {weight, bias}; }
+  torch::Tensor similarity(const torch::Tensor& x, const torch::Tensor& norms,
+                           const std::vector<torch::Tensor>& rows) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
   std::string describe_options() const override { return ""; }
 };
 TORCH_MODULE(Softmax);

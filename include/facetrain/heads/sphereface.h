@@ -37,7 +37,9 @@ class SphereFaceImpl : public NormalizedHeadImpl<SphereFaceOptions> {
   torch::Tensor iteration;  ///< int64 [1]
 
  protected:
-  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets) override;
+  RowState prepare_rows(const torch::Tensor& norms, const torch::Tensor& target_cos) override;
+  torch::Tensor apply_margin(const torch::Tensor& cos, const torch::Tensor& norms, const Targets& targets,
+                             const RowState& rows) override;
 };
 TORCH_MODULE(SphereFace);
 

@@ -3,7 +3,7 @@
 // process builds the class shard that rank 0 of `world_size` ranks holds (the largest), the
 // gathered embeddings of the global batch (batch_size x world_size rows) and their labels, and
 // runs `steps` training steps of the head alone: (Partial FC sample), forward, the distributed
-// cross-entropy, backward, the optimizer. That is every tensor a rank's head step allocates; the
+// cross-entropy (or the chunked one), backward, the optimizer. That is every tensor a rank's head step allocates; the
 // collectives, which exchange [B_global]-sized vectors, are all that is left out. It reports the
 // peak resident memory over the steps (above what the process held before), the estimate the
 // trainer prints at its start (dist::plan_memory), and the time per step.
@@ -17,7 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "facetrain/dist/model_parallel.h"
 #include "facetrain/train/recipe.h"
@@ -31,7 +33,9 @@ struct HeadBenchOptions {
   int64_t batch_size = 128;              ///< per rank; the head sees batch_size x world_size rows
   int64_t embedding_size = 512;          ///< D
   double sample_rate = 1.0;              ///< Partial FC (head.sample_rate)
+  int64_t chunk = 0;                     ///< head.chunk_size: the chunked cross-entropy's block; 0 plain
   OptimizerType optimizer = OptimizerType::kSgd;  ///< SGD with momentum 0.9, or AdamW
+  bool step_optimizer = true;  ///< false: forward and backward alone (the head and its cross-entropy)
   int64_t steps = 2;
   uint64_t seed = 0;
 
@@ -58,5 +62,56 @@ struct HeadBenchResult {
 
 /// Runs the measurement on the CPU. Throws ArgumentError for options with problems.
 HeadBenchResult run_head_bench(const HeadBenchOptions& options);
+/// The trainer's estimate (dist::plan_memory) for the rank run_head_bench measures.
+dist::MemoryPlan head_bench_plan(const HeadBenchOptions& options);
+
+// `facetrain bench train --config recipe.yaml`: the recipe's whole training step (Trainer::step:
+// backbone, head, loss, backward, gradient sums, clipping, optimizer), timed on its device, fed
+// two ways in one run: `memory`, one batch from the recipe's data given again and again (no
+// decoding, no augmentation), and `loader`, the recipe's data loader as training reads it. Their
+// ratio is how far the input pipeline holds the step back.
+//
+// FLOPs per image: 6 x (the backbone's convolution and linear multiply-adds at 112x112, as
+// `facetrain model summary` counts them, plus D x C_rank for the head's cosine matrix): forward
+// once, backward twice, 2 FLOPs a multiply-add. MFU = FLOPs per image x img/s / peak, with the
+// device's dense peak for the step's precision given as --peak-tflops (none known on a CPU).
+
+struct TrainBenchOptions {
+  std::string input = "both";  ///< memory | loader | both
+  int64_t steps = 20;          ///< timed steps per input
+  int64_t warmup = 3;          ///< steps before timing (allocations, autotuning)
+  double peak_tflops = 0;      ///< the device's peak, for MFU; 0: not reported
+
+  config::OptionProblems problems() const;
+};
+
+struct TrainBenchRun {
+  std::string input;             ///< memory | loader
+  double img_per_sec = 0;        ///< images of all ranks per second
+  double step_seconds = 0;       ///< median
+  double step_seconds_p90 = 0;   ///< 90th percentile
+  int64_t peak_bytes = 0;        ///< CPU: resident peak over the run's start; CUDA: not measured yet (0)
+};
+
+struct TrainBenchResult {
+  std::string device, model, head;
+  int64_t batch_size = 0, world_size = 1, local_classes = 0;
+  double flops_per_image = 0;
+  double peak_tflops = 0;
+  std::vector<TrainBenchRun> runs;
+
+  /// The MFU of a run, or a negative number when no peak was given.
+  double mfu(const TrainBenchRun& run) const;
+  /// A table, one row per input, and the loader / memory ratio when both ran.
+  std::string describe() const;
+  nlohmann::json to_json() const;
+};
+
+/// Builds a Trainer for `recipe` with `scratch_dir` as its output (nothing is checkpointed) and
+/// times its steps. `progress(done, total)` is called after every step. Throws ConfigError /
+/// ArgumentError for bad options, DataError for unreadable data.
+TrainBenchResult run_train_bench(const Recipe& recipe, const TrainBenchOptions& options,
+                                 const std::string& scratch_dir,
+                                 const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace facetrain::train

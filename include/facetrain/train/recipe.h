@@ -52,6 +52,9 @@ struct TrainOptions {
   int64_t grad_accum = 1;     ///< micro-batches per optimizer step
   double clip_grad_norm = 0;  ///< max L2 norm of all gradients (backbone and head); 0: off
   int64_t max_bad_steps = 5;  ///< stop after this many non-finite steps in a row
+  /// CUDA: cuDNN tries its convolution algorithms on the first step of each shape and keeps the
+  /// fastest (`torch.backends.cudnn.benchmark`); results may differ in the last bits between runs.
+  bool cudnn_benchmark = true;
 
   void read(config::Section& section);
   config::OptionProblems problems() const;
@@ -164,6 +167,10 @@ struct Recipe {
   /// `head.sample_rate` (any head): Partial FC, the share of each rank's classes in a step's
   /// logits, every positive kept (dist/partial_fc.h); 1 computes every class.
   double sample_rate = 1.0;
+  /// `head.chunk_size` (any head): 0 computes the logits [B, C_rank] at once; N > 0 computes the
+  /// cross-entropy over blocks of N classes (MarginHeadImpl::chunked_cross_entropy), so that no
+  /// [B, C_rank] tensor is ever held.
+  int64_t chunk_size = 0;
   data::DataConfig data;  ///< data.loader.batch_size and seed are set from `train`
   /// `data.synthesize`: write a synthetic dataset (data/synthetic.h) at data.path when it has no
   /// train.rec yet, with its validation pairs as data.path/synth_val.bin.
