@@ -79,7 +79,10 @@ def main():
             sys.exit(3)
         run_net, run_head = torch.compile(net), torch.compile(head)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
-    scaler = torch.cuda.amp.GradScaler(growth_interval=100) if a.amp == "fp16" else None
+    scaler = None
+    if a.amp == "fp16":  # torch.amp.GradScaler("cuda") from PyTorch 2.3; torch.cuda.amp's before
+        scaler = (torch.amp.GradScaler("cuda", growth_interval=100) if hasattr(torch.amp, "GradScaler")
+                  else torch.cuda.amp.GradScaler(growth_interval=100))
 
     def step():
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):

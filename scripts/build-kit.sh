@@ -3,7 +3,8 @@
 # libjpeg-turbo, nasm, OpenCV core/imgproc/imgcodecs, yaml-cpp, fmt, spdlog, CLI11, nlohmann-json,
 # GoogleTest, Google Benchmark, and CMake and Ninja for machines without them) into KIT/prefix:
 # static libraries, position-independent, with the C++ ABI of the LibTorch they will link with.
-# Needs a C and C++ compiler and make; nothing from a package registry.
+# Needs a C and C++ compiler, and make where CMake 3.18+ or nasm is missing; nothing from a package
+# registry.
 #
 # usage: scripts/build-kit.sh [KIT]     KIT defaults to kit/ in the repository
 #   env: JOBS=N (default: every core), CXX11_ABI=0|1 (default: the ABI of python3's torch, else 1)
@@ -21,7 +22,7 @@ if [ -z "${CXX11_ABI:-}" ]; then
 fi
 case "$CXX11_ABI" in 0|1) ;; *) echo "build-kit: CXX11_ABI must be 0 or 1, not '$CXX11_ABI'" >&2; exit 2 ;; esac
 
-for tool in cc c++ make tar xz; do
+for tool in cc c++ tar xz; do
   command -v "$tool" >/dev/null || { echo "build-kit: '$tool' is needed and not found" >&2; exit 1; }
 done
 mkdir -p "$prefix/bin" "$prefix/stamps" "$kit/logs" "$kit/work"
@@ -38,12 +39,15 @@ cmake_new_enough() {
 }
 
 # One CMake package: configure, build and install with the kit's common settings.
+# CMAKE_POLICY_VERSION_MINIMUM: CMake 4 (pip's, on the GPU machine) refuses projects that ask for
+# a CMake older than 3.5, as zlib, libpng and yaml-cpp of Debian 12 do; older CMakes ignore it.
 cmake_package() {
   local generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
   cmake -S . -B _build "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_INSTALL_LIBDIR=lib \
     -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_SHARED_LIBS=OFF -DBUILD_TESTING=OFF \
+    -DCMAKE_POLICY_VERSION_MINIMUM=3.5 --no-warn-unused-cli \
     -DCMAKE_CXX_FLAGS="-D_GLIBCXX_USE_CXX11_ABI=$CXX11_ABI" "$@"
   cmake --build _build -j "$jobs"
   cmake --install _build
@@ -51,17 +55,19 @@ cmake_package() {
 
 build_cmake() {
   if cmake_new_enough; then echo "cmake $(cmake --version | head -1) is here; not building it"; return; fi
+  command -v make >/dev/null || { echo "build-kit: neither CMake 3.18+ nor make (to build CMake) is here"; return 1; }
   ./bootstrap --prefix="$prefix" --parallel="$jobs" -- -DCMAKE_BUILD_TYPE=Release -DCMAKE_USE_OPENSSL=OFF -DBUILD_TESTING=OFF
   make -j "$jobs" && make install
 }
 build_ninja-build() {
   if command -v ninja >/dev/null; then echo "ninja $(ninja --version) is here; not building it"; return; fi
-  cmake -S . -B _build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+  cmake -S . -B _build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DCMAKE_POLICY_VERSION_MINIMUM=3.5 --no-warn-unused-cli
   cmake --build _build -j "$jobs" --target ninja
   install -m 755 _build/ninja "$prefix/bin/ninja"
 }
 build_nasm() {
   if command -v nasm >/dev/null; then echo "nasm is here; not building it"; return; fi
+  if ! command -v make >/dev/null; then echo "no make here: no nasm, so libjpeg-turbo without SIMD"; return; fi
   ./configure --prefix="$prefix" && make -j "$jobs" nasm && install -m 755 nasm "$prefix/bin/nasm"
 }
 build_zlib() { cmake_package; rm -f "$prefix"/lib/libz.so*; }
@@ -70,8 +76,9 @@ build_libpng1.6() {
     -DZLIB_ROOT="$prefix"
 }
 build_libjpeg-turbo() {
-  cmake_package -DENABLE_SHARED=OFF -DENABLE_STATIC=ON -DWITH_TURBOJPEG=OFF -DREQUIRE_SIMD=ON \
-    -DCMAKE_ASM_NASM_COMPILER="$(command -v nasm)"
+  local simd=(-DWITH_SIMD=OFF)
+  command -v nasm >/dev/null && simd=(-DREQUIRE_SIMD=ON -DCMAKE_ASM_NASM_COMPILER="$(command -v nasm)")
+  cmake_package -DENABLE_SHARED=OFF -DENABLE_STATIC=ON -DWITH_TURBOJPEG=OFF "${simd[@]}"
 }
 build_opencv() {
   # Only what facetrain calls (decode JPEG/PNG, resize, warpAffine, PNG plots); nothing found on
@@ -95,7 +102,9 @@ build_cli11() { cmake_package -DCLI11_BUILD_TESTS=OFF -DCLI11_BUILD_EXAMPLES=OFF
 build_nlohmann-json3() { cmake_package -DJSON_BuildTests=OFF -DJSON_Install=ON; }
 build_googletest() { cmake_package -DBUILD_GMOCK=ON -DINSTALL_GTEST=ON; }
 build_benchmark() {
-  cmake_package -DBENCHMARK_ENABLE_TESTING=OFF -DBENCHMARK_ENABLE_GTEST_TESTS=OFF \
+  # Debian's patches take the version from its build (GIT_VERSION), not from git.
+  local version; version=$(sed -n 's/^benchmark \([0-9.]*\).*/\1/p' "$kit/SOURCES.txt")
+  cmake_package -DGIT_VERSION="$version" -DBENCHMARK_ENABLE_TESTING=OFF -DBENCHMARK_ENABLE_GTEST_TESTS=OFF \
     -DBENCHMARK_ENABLE_WERROR=OFF -DBENCHMARK_ENABLE_LIBPFM=OFF
 }
 

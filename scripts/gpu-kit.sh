@@ -15,12 +15,13 @@ kit=$(realpath -m "${1:-kit}")
 limit=$((64 * 1024 * 1024))
 
 # Source package, and the folders of its tree the build needs ("." for all of it).
-# OpenCV: core, imgproc and imgcodecs only (decode, resize/warp, PNG plots), no samples or data.
+# OpenCV: core, imgproc and imgcodecs only (decode, resize/warp, PNG plots), no samples or data
+# (its top CMakeLists.txt still adds doc/ and data/, whose own CMakeLists.txt do nothing here).
 # nlohmann-json: its CMake files and headers, not its 8 MB of test data.
 packages=(zlib libpng1.6 libjpeg-turbo nasm opencv yaml-cpp fmtlib spdlog cli11 nlohmann-json3
           googletest benchmark cmake ninja-build)
 declare -A keep=(
-  [opencv]="CMakeLists.txt LICENSE cmake include platforms modules/core modules/imgproc modules/imgcodecs"
+  [opencv]="CMakeLists.txt LICENSE cmake include platforms doc/CMakeLists.txt data/CMakeLists.txt modules/core modules/imgproc modules/imgcodecs"
   [nlohmann-json3]="CMakeLists.txt LICENSE.MIT cmake include single_include meson.build nlohmann_json.natvis"
 )
 

@@ -97,7 +97,7 @@ Runner add_bench_command(CLI::App& app) {
   auto optimizer = std::make_shared<std::string>("sgd");
   auto json = std::make_shared<std::string>();
   auto* head = bench->add_subcommand(
-      "head", "Peak memory and time of one rank's margin-head step (centres, logits, cross-entropy, optimizer) on the CPU");
+      "head", "Peak memory and time of one rank's margin-head step (centres, logits, cross-entropy, optimizer)");
   head->add_option("--head", o->head, "The head, a YAML mapping (default {type: arcface})");
   head->add_option("--classes", o->num_classes, "Classes over all ranks (default 1000000)");
   head->add_option("--world", o->world_size, "Ranks the classes are split over; this is rank 0 (default 8)");
@@ -111,6 +111,8 @@ Runner add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"sgd", "adamw", "none"}));
   head->add_option("--steps", o->steps, "Steps to run (default 2; the time is over all but the first)");
   head->add_option("--seed", o->seed, "Random seed (default 0)");
+  head->add_option("--device", o->device,
+                   "cpu, cuda or cuda:N (default cpu; on CUDA the peak is the allocator's, max_memory_allocated)");
   head->add_option("--json", *json, "Append the result as one JSON line to this file");
   auto estimate_only = std::make_shared<bool>(false);
   head->add_flag("--estimate-only", *estimate_only,

@@ -36,13 +36,15 @@ config::OptionProblems HeadBenchOptions::problems() const {
     p.push_back({"--classes", "cannot split " + std::to_string(num_classes) + " classes over " +
                                   std::to_string(world_size) + " ranks"});
   if (!(sample_rate > 0 && sample_rate <= 1)) p.push_back({"--sample-rate", "must be in (0, 1], got " + fmt(sample_rate)});
+  if (device != "cpu" && device != "cuda" && device.rfind("cuda:", 0) != 0)
+    p.push_back({"--device", "must be cpu, cuda or cuda:N, got '" + device + "'"});
   return p;
 }
 
 std::string HeadBenchOptions::describe() const {
   return std::to_string(num_classes) + " classes / " + std::to_string(world_size) + " ranks, batch " +
          std::to_string(batch_size) + " per rank, D " + std::to_string(embedding_size) + ", sample_rate " +
-         fmt(sample_rate) + (chunk > 0 ? ", chunk " + std::to_string(chunk) : std::string()) + ", " +
+         fmt(sample_rate) + (chunk > 0 ? ", chunk " + std::to_string(chunk) : std::string()) + ", " + device + ", " +
          (!step_optimizer ? "no optimizer" : optimizer == OptimizerType::kSgd ? "sgd" : "adamw") + ", head " + head;
 }
 
@@ -70,6 +72,7 @@ nlohmann::json HeadBenchResult::to_json() const {
                         : options.optimizer == OptimizerType::kSgd ? "sgd"
                                                                    : "adamw"},
           {"steps", options.steps},
+          {"device", options.device},
           {"local_classes", local_classes},
           {"rows", rows},
           {"sampled_classes", sampled_classes},
@@ -100,14 +103,27 @@ HeadBenchResult run_head_bench(const HeadBenchOptions& o) {
   const auto shard = dist::class_shard(o.num_classes, 0, o.world_size);
   r.local_classes = shard.size();
   r.rows = o.batch_size * o.world_size;
-  const int64_t before = resident_bytes();
-  r.peak_exact = reset_peak_resident();
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(o.device);
+  } catch (const std::exception&) {
+    throw ArgumentError("facetrain bench head: --device: cannot read '" + o.device + "'");
+  }
+  const bool cuda = device.is_cuda();
+  if (cuda && !torch::cuda::is_available())
+    throw ArgumentError("facetrain bench head: --device " + o.device + ": no CUDA device is available");
+  const int gpu = cuda ? int(device.index() < 0 ? 0 : device.index()) : 0;
+  if (cuda) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(gpu));
+  const int64_t before = cuda ? device_allocated_bytes(gpu) : resident_bytes();
+  if (cuda) reset_device_peak(gpu);
+  r.peak_exact = cuda || reset_peak_resident();
 
   torch::manual_seed(static_cast<int64_t>(o.seed));
   auto head = heads::make_head(YAML::Load(o.head), heads::HeadGeometry(o.embedding_size, o.num_classes, shard.begin,
                                                                         shard.end));
   auto group = dist::Group::single();
   head->set_reducer(std::make_shared<dist::ShardReducer>(group));
+  head->to(device);
   head->train();
   OptimizerOptions oo;
   oo.type = o.optimizer;
@@ -117,8 +133,8 @@ HeadBenchResult run_head_bench(const HeadBenchOptions& o) {
 
   // The gathered embeddings of the global batch and their labels (uniform over all classes, so
   // about 1 / world of them are this shard's positives).
-  auto x = torch::randn({r.rows, o.embedding_size}).requires_grad_(true);
-  auto y = torch::randint(o.num_classes, {r.rows}, torch::kLong);
+  auto x = torch::randn({r.rows, o.embedding_size}).to(device).requires_grad_(true);
+  auto y = torch::randint(o.num_classes, {r.rows}, torch::kLong).to(device);
   double timed = 0;
   for (int64_t step = 0; step < o.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -142,11 +158,12 @@ HeadBenchResult run_head_bench(const HeadBenchOptions& o) {
     }
     if (o.step_optimizer) optimizer.step();
     if (!std::isfinite(loss.item<double>())) throw Error("facetrain bench head: the loss is not finite");
+    if (cuda) torch::cuda::synchronize(gpu);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (step > 0 || o.steps == 1) timed += s;
   }
   r.seconds_per_step = timed / double(o.steps > 1 ? o.steps - 1 : 1);
-  r.peak_bytes = peak_resident_bytes() - (r.peak_exact ? before : 0);
+  r.peak_bytes = cuda ? device_peak_bytes(gpu) - before : peak_resident_bytes() - (r.peak_exact ? before : 0);
 
   r.plan = head_bench_plan(o);
   return r;
@@ -170,7 +187,7 @@ double TrainBenchResult::mfu(const TrainBenchRun& run) const {
 }
 
 std::string TrainBenchResult::describe() const {
-  std::string out = model + " + " + head + ", batch " + std::to_string(batch_size) + " x " +
+  std::string out = model + " + " + head + ", " + amp + ", batch " + std::to_string(batch_size) + " x " +
                     std::to_string(world_size) + " processes on " + device + "; " + fmt(flops_per_image / 1e9) +
                     " GFLOP per image\n";
   out += "| input | img/s | step (median) | step (p90) | TFLOP/s per device | MFU | peak memory |\n";
@@ -204,7 +221,8 @@ nlohmann::json TrainBenchResult::to_json() const {
     rs.push_back(j);
   }
   return {{"device", device},         {"model", model},
-          {"head", head},             {"batch_size", batch_size},
+          {"head", head},             {"amp", amp},
+          {"batch_size", batch_size},
           {"world_size", world_size}, {"local_classes", local_classes},
           {"flops_per_image", flops_per_image}, {"peak_tflops", peak_tflops},
           {"runs", rs}};
@@ -221,6 +239,7 @@ TrainBenchResult run_train_bench(const Recipe& recipe, const TrainBenchOptions& 
   out.device = trainer.device().str();
   out.model = trainer.backbone().type();
   out.head = trainer.head().type();
+  out.amp = amp_name(recipe.train.amp);
   out.batch_size = recipe.train.batch_size;
   out.world_size = trainer.group().size();
   out.local_classes = trainer.head().geometry().num_local_classes();
@@ -266,6 +285,8 @@ TrainBenchResult run_train_bench(const Recipe& recipe, const TrainBenchOptions& 
     r.input = input;
     const int64_t before = resident_bytes();
     const bool exact = reset_peak_resident();
+    const int gpu = cuda ? int(trainer.device().index() < 0 ? 0 : trainer.device().index()) : 0;
+    if (cuda) reset_device_peak(gpu);
     std::vector<double> times;
     int64_t images = 0;
     for (int64_t k = 0; k < o.warmup + o.steps; ++k) {
@@ -285,7 +306,10 @@ TrainBenchResult run_train_bench(const Recipe& recipe, const TrainBenchOptions& 
     std::sort(times.begin(), times.end());
     r.step_seconds = times[times.size() / 2];
     r.step_seconds_p90 = times[std::min(times.size() - 1, size_t(double(times.size()) * 0.9))];
-    if (!cuda && exact) r.peak_bytes = peak_resident_bytes() - before;
+    // CUDA: the caching allocator's peak of live tensors (max_memory_allocated, as the PyTorch
+    // baseline reports it), -1 in a build without facetrain_cuda; CPU: the resident peak.
+    if (cuda) r.peak_bytes = device_peak_bytes(gpu);
+    else if (exact) r.peak_bytes = peak_resident_bytes() - before;
     out.runs.push_back(r);
   }
   return out;

@@ -59,6 +59,8 @@ assert r["flops_per_image"] > 6 * 8 * 16 and all(0 < x["mfu"] < 1 and x["img_per
 ' "$tmp/train.jsonl"; then echo "ok   bench-train-json"; else echo "FAIL bench-train-json"; cat "$tmp/train.jsonl"; fail=1; fi
 check bench-train-bad 2 "--input: must be memory, loader or both, got 'disk'" -- "$FACETRAIN" bench train --config "$tmp/tiny.yaml" --input disk
 check bench-head-bad 2 '--sample-rate: must be in \(0, 1\], got 2' -- "$FACETRAIN" bench head --sample-rate 2
+check bench-head-bad-device 2 "--device: must be cpu, cuda or cuda:N, got 'tpu'" -- "$FACETRAIN" bench head --device tpu
+check bench-head-bad-index 1 "--device: cannot read 'cuda:x'" -- "$FACETRAIN" bench head --device cuda:x --classes 10 --world 1
 check bench-head-bad-head 2 "unknown head type 'arcfce'" -- "$FACETRAIN" bench head --head '{type: arcfce}' --classes 10 --world 1
 rm -rf "$tmp"
 exit $fail

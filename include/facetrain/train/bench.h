@@ -38,6 +38,7 @@ struct HeadBenchOptions {
   bool step_optimizer = true;  ///< false: forward and backward alone (the head and its cross-entropy)
   int64_t steps = 2;
   uint64_t seed = 0;
+  std::string device = "cpu";  ///< cpu | cuda | cuda:N (then the peak is the CUDA allocator's)
 
   /// Problems with these values, each naming its --option.
   config::OptionProblems problems() const;
@@ -49,7 +50,7 @@ struct HeadBenchResult {
   int64_t local_classes = 0;    ///< the shard's classes
   int64_t rows = 0;             ///< B_global
   int64_t sampled_classes = 0;  ///< classes in the last step's logits
-  int64_t peak_bytes = 0;       ///< peak resident memory during the steps, above the start
+  int64_t peak_bytes = 0;       ///< peak memory during the steps above the start: resident (CPU), allocator (CUDA)
   bool peak_exact = true;       ///< false when the kernel refused to reset VmHWM (then from process start)
   dist::MemoryPlan plan;        ///< the trainer's estimate for the same rank
   double seconds_per_step = 0;  ///< mean over the steps after the first (the first allocates state)
@@ -60,7 +61,8 @@ struct HeadBenchResult {
   nlohmann::json to_json() const;
 };
 
-/// Runs the measurement on the CPU. Throws ArgumentError for options with problems.
+/// Runs the measurement on options.device. Throws ArgumentError for options with problems (and for
+/// a CUDA device in a build or on a machine without one).
 HeadBenchResult run_head_bench(const HeadBenchOptions& options);
 /// The trainer's estimate (dist::plan_memory) for the rank run_head_bench measures.
 dist::MemoryPlan head_bench_plan(const HeadBenchOptions& options);
@@ -90,11 +92,12 @@ struct TrainBenchRun {
   double img_per_sec = 0;        ///< images of all ranks per second
   double step_seconds = 0;       ///< median
   double step_seconds_p90 = 0;   ///< 90th percentile
-  int64_t peak_bytes = 0;        ///< CPU: resident peak over the run's start; CUDA: not measured yet (0)
+  int64_t peak_bytes = 0;        ///< CPU: resident peak over the run's start; CUDA: allocator peak (max_memory_allocated)
 };
 
 struct TrainBenchResult {
   std::string device, model, head;
+  std::string amp;  ///< none | bf16 | fp16 (train.amp)
   int64_t batch_size = 0, world_size = 1, local_classes = 0;
   double flops_per_image = 0;
   double peak_tflops = 0;
